@@ -1,0 +1,239 @@
+"""Command-line flags.
+
+The flag groups, names and defaults are those of the reference S2SD / "Revisiting DML" `parameters.py`
+(REFERENCE.md §1), so published commands keep working, plus:
+
+* `--source` as an explicit alias of `--source_path` (prefix abbreviations are switched off, so the
+  reference README's `--source` would otherwise stop working);
+* the S2SD README's names as aliases: `--loss_distill_{source,target,T,w,net_dims,match_feats,feat_w,
+  max_feat_iter}` and `--loss_s2sd_feat_distill_w`;
+* `--device auto|cpu|cuda` and `--pretrained_path FILE`.
+
+`parse(argv)` validates what can be validated before anything is built (names exist, `--bs` divisible by
+`--samples_per_class`, the miner is allowed by the loss) and stops with one line and exit status 2.
+
+Runtime attributes that the run adds to `opt` (not flags): `n_classes` (training classes) and
+`feature_dim` (backbone feature width), set by `main` once the data and the backbone exist.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+DEFAULT_EVALUATION_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "nmi"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (`main.py: error: ...`) and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("basic training")
+    g.add_argument("--dataset", default="cub200", type=str, help="Dataset name (see datasets/).")
+    g.add_argument("--use_tv_split", action="store_true", help="Split the training classes into train and validation.")
+    g.add_argument("--tv_split_by_samples", action="store_true", help="Split by samples per class instead of by classes.")
+    g.add_argument("--tv_split_perc", default=0.8, type=float, help="Fraction of the training data kept for training.")
+    g.add_argument("--augmentation", default="base", choices=["base", "adv", "big", "red"], help="Training augmentation.")
+    g.add_argument("--lr", default=0.00001, type=float, help="Learning rate of the network (and the S2SD heads).")
+    g.add_argument("--fc_lr", default=-1, type=float, help="If >= 0, own learning rate for the embedding layer.")
+    g.add_argument("--decay", default=0.0004, type=float, help="Weight decay of the network parameters.")
+    g.add_argument("--n_epochs", default=150, type=int, help="Number of training epochs.")
+    g.add_argument("--kernels", default=6, type=int, help="DataLoader workers (capped at the CPU count) and faiss threads.")
+    g.add_argument("--bs", default=112, type=int, help="Batch size (training and embedding).")
+    g.add_argument("--seed", default=1, type=int, help="Random seed for everything.")
+    g.add_argument("--scheduler", default="step", choices=["step", "none"], help="MultiStepLR over --tau, or none.")
+    g.add_argument("--gamma", default=0.3, type=float, help="MultiStepLR decay factor.")
+    g.add_argument("--tau", default=[1000], nargs="+", type=int, help="MultiStepLR milestones in epochs.")
+    g.add_argument("--optim", default="adam", choices=["adam", "sgd"], help="Optimizer (SGD uses momentum 0.9).")
+    g.add_argument("--loss", default="margin", type=str, help="Training criterion; 's2sd' for S2SD.")
+    g.add_argument("--batch_mining", default="distance", type=str, help="Batch miner for tuple-based losses.")
+    g.add_argument("--embed_dim", default=128, type=int, help="Dimension of the base embedding.")
+    g.add_argument("--not_pretrained", action="store_true", help="Start the backbone from random weights.")
+    g.add_argument("--pretrained_path", default=None, type=str, help="File with the backbone's ImageNet state dict.")
+    g.add_argument("--arch", default="resnet50_frozen_normalize", type=str,
+                   help="Backbone plus modifiers: <name>[_frozen][_normalize][_double].")
+    g.add_argument("--no_train_metrics", action="store_true", help="Skip the per-epoch evaluation on the training images.")
+    g.add_argument("--evaluate_on_gpu", action="store_true", help="Compute the evaluation metrics on the GPU.")
+    g.add_argument("--evaluation_metrics", nargs="+", default=list(DEFAULT_EVALUATION_METRICS), type=str,
+                   help="Metrics computed on every evaluated split.")
+    g.add_argument("--storage_metrics", nargs="+", default=["e_recall@1"], type=str,
+                   help="A checkpoint is kept for the best value of each of these metrics.")
+    g.add_argument("--evaltypes", nargs="+", default=["discriminative"], type=str,
+                   help="Which outputs to evaluate: 'discriminative' is the embedding.")
+    g.add_argument("--gpu", default=None, nargs="+", type=int, help="GPU id(s); without CUDA the run falls back to the CPU.")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="Where to train.")
+    g.add_argument("--savename", default="group_plus_seed", type=str, help="Run folder name.")
+    g.add_argument("--source_path", "--source", dest="source_path", default=os.path.join(os.getcwd(), "..", "..", "Datasets"),
+                   type=str, help="Parent folder of the datasets; /<dataset> is appended.")
+    g.add_argument("--save_path", default=os.path.join(os.getcwd(), "Training_Results"), type=str,
+                   help="Output root; /<dataset>/<run> is appended.")
+
+
+def wandb_parameters(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("online logging (Weights & Biases)")
+    g.add_argument("--log_online", action="store_true", help="Log to W&B; the key comes from WANDB_API_KEY.")
+    g.add_argument("--wandb_key", default=None, type=str, help=argparse.SUPPRESS)
+    g.add_argument("--project", default="Sample_Project", type=str, help="W&B project.")
+    g.add_argument("--group", default="Sample_Group", type=str, help="W&B group; also part of the run name.")
+
+
+def loss_specific_parameters(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("loss-specific")
+    g.add_argument("--loss_contrastive_pos_margin", default=0, type=float)
+    g.add_argument("--loss_contrastive_neg_margin", default=1, type=float)
+    g.add_argument("--loss_triplet_margin", default=0.2, type=float)
+    g.add_argument("--loss_margin_margin", default=0.2, type=float)
+    g.add_argument("--loss_margin_beta_lr", default=0.0005, type=float)
+    g.add_argument("--loss_margin_beta", default=1.2, type=float)
+    g.add_argument("--loss_margin_nu", default=0, type=float)
+    g.add_argument("--loss_margin_beta_constant", action="store_true")
+    g.add_argument("--loss_proxynca_lrmulti", default=50, type=float)
+    g.add_argument("--loss_npair_l2", default=0.005, type=float)
+    g.add_argument("--loss_angular_alpha", default=45, type=float)
+    g.add_argument("--loss_angular_npair_ang_weight", default=2, type=float)
+    g.add_argument("--loss_angular_npair_l2", default=0.005, type=float)
+    g.add_argument("--loss_multisimilarity_pos_weight", default=2, type=float)
+    g.add_argument("--loss_multisimilarity_neg_weight", default=40, type=float)
+    g.add_argument("--loss_multisimilarity_margin", default=0.1, type=float)
+    g.add_argument("--loss_multisimilarity_thresh", default=0.5, type=float)
+    g.add_argument("--loss_lifted_neg_margin", default=1, type=float)
+    g.add_argument("--loss_lifted_l2", default=0.005, type=float)
+    g.add_argument("--loss_quadruplet_margin_alpha_1", default=0.2, type=float)
+    g.add_argument("--loss_quadruplet_margin_alpha_2", default=0.2, type=float)
+    g.add_argument("--loss_softtriplet_n_centroids", default=2, type=int)
+    g.add_argument("--loss_softtriplet_margin_delta", default=0.01, type=float)
+    g.add_argument("--loss_softtriplet_gamma", default=0.1, type=float)
+    g.add_argument("--loss_softtriplet_lambda", default=8, type=float)
+    g.add_argument("--loss_softtriplet_reg_weight", default=0.2, type=float)
+    g.add_argument("--loss_softtriplet_lrmulti", default=1, type=float)
+    g.add_argument("--loss_softmax_lr", default=0.00001, type=float)
+    g.add_argument("--loss_softmax_temperature", default=0.05, type=float)
+    g.add_argument("--loss_histogram_nbins", default=65, type=int)
+    g.add_argument("--loss_snr_margin", default=0.2, type=float)
+    g.add_argument("--loss_snr_reg_lambda", default=0.005, type=float)
+    g.add_argument("--loss_arcface_lr", default=0.0005, type=float)
+    g.add_argument("--loss_arcface_angular_margin", default=0.5, type=float)
+    g.add_argument("--loss_arcface_feature_scale", default=16, type=float)
+
+
+def batchmining_specific_parameters(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("batch mining")
+    g.add_argument("--miner_distance_lower_cutoff", default=0.5, type=float,
+                   help="Distances are clamped from below to this value before distance weighting.")
+    g.add_argument("--miner_distance_upper_cutoff", default=1.4, type=float,
+                   help="Negatives at or beyond this distance are not sampled (Wu et al.'s non-zero-loss cutoff).")
+    g.add_argument("--miner_rho_distance_lower_cutoff", default=0.5, type=float)
+    g.add_argument("--miner_rho_distance_upper_cutoff", default=1.4, type=float)
+    g.add_argument("--miner_rho_distance_cp", default=0.2, type=float,
+                   help="Probability of a rho triplet that pushes a same-class sample away.")
+
+
+def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("batch creation")
+    g.add_argument("--data_sampler", default="class_random", type=str, help="Batch sampler.")
+    g.add_argument("--samples_per_class", default=2, type=int, help="Samples per class in a batch.")
+    g.add_argument("--data_batchmatch_bigbs", default=512, type=int)
+    g.add_argument("--data_batchmatch_ncomps", default=10, type=int)
+    g.add_argument("--data_storage_no_update", action="store_true")
+    g.add_argument("--data_d2_coreset_lambda", default=1, type=float)
+    g.add_argument("--data_gc_coreset_lim", default=1e-9, type=float)
+    g.add_argument("--data_sampler_lowproj_dim", default=-1, type=int)
+    g.add_argument("--data_sim_measure", default="euclidean", type=str)
+    g.add_argument("--data_gc_softened", action="store_true")
+    g.add_argument("--data_idx_full_prec", action="store_true")
+    g.add_argument("--data_mb_mom", default=-1, type=float)
+    g.add_argument("--data_mb_lr", default=1, type=float)
+
+
+def s2sd_parameters(parser: argparse.ArgumentParser) -> None:
+    """S2SD flags; the second name of each is the S2SD README's spelling of the same setting."""
+    g = parser.add_argument_group("S2SD")
+    g.add_argument("--loss_s2sd_source", "--loss_distill_source", dest="loss_s2sd_source",
+                   default="multisimilarity", type=str, help="Criterion of the base (source) embedding.")
+    g.add_argument("--loss_s2sd_target", "--loss_distill_target", dest="loss_s2sd_target",
+                   default="multisimilarity", type=str, help="Criterion of every target branch.")
+    g.add_argument("--loss_s2sd_T", "--loss_distill_T", dest="loss_s2sd_T", default=1.0, type=float,
+                   help="Temperature of the similarity distillation.")
+    g.add_argument("--loss_s2sd_w", "--loss_distill_w", dest="loss_s2sd_w", default=50.0, type=float,
+                   help="Weight of the mean KL similarity distillation.")
+    g.add_argument("--loss_s2sd_pool_aggr", action="store_true",
+                   help="Target branches read global average + global max pooled features.")
+    g.add_argument("--loss_s2sd_target_dims", "--loss_distill_net_dims", dest="loss_s2sd_target_dims",
+                   default=[512, 1024, 1536, 2048], nargs="+", type=int, help="Width of each target branch.")
+    g.add_argument("--loss_s2sd_feat_distill", "--loss_distill_match_feats", dest="loss_s2sd_feat_distill",
+                   action="store_true", help="Also distill the backbone feature similarities.")
+    g.add_argument("--loss_s2sd_feat_w", "--loss_distill_feat_w", "--loss_s2sd_feat_distill_w", dest="loss_s2sd_feat_w",
+                   default=50.0, type=float, help="Weight of the feature distillation.")
+    g.add_argument("--loss_s2sd_feat_distill_delay", "--loss_distill_max_feat_iter", dest="loss_s2sd_feat_distill_delay",
+                   default=1000, type=int, help="Training iterations before feature distillation starts.")
+
+
+GROUPS = (
+    basic_training_parameters,
+    batch_creation_parameters,
+    batchmining_specific_parameters,
+    loss_specific_parameters,
+    wandb_parameters,
+    s2sd_parameters,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="main.py", allow_abbrev=False,
+                     description="Deep metric learning with S2SD: train, evaluate, log.")
+    for add_group in GROUPS:
+        add_group(parser)
+    return parser
+
+
+def validate(opt: argparse.Namespace) -> None:
+    """Checks that need no data or model; raises UsageError naming the flag and the allowed values."""
+    import architectures
+    import batchminer
+    import criteria
+    import datasets
+    import metrics
+    from utilities.errors import UsageError
+
+    if opt.bs <= 0 or opt.samples_per_class <= 0:
+        raise UsageError("--bs and --samples_per_class must be positive")
+    if opt.bs % opt.samples_per_class:
+        raise UsageError(
+            f"--bs {opt.bs} is not divisible by --samples_per_class {opt.samples_per_class}"
+        )
+    if opt.wandb_key is not None:
+        raise UsageError(
+            "--wandb_key is refused: a key on the command line ends up in shell history and process lists; "
+            "export WANDB_API_KEY instead"
+        )
+    datasets.REGISTRY.lookup(opt.dataset)
+    datasets.SAMPLERS.lookup(opt.data_sampler)
+    architectures.parse_arch(opt.arch)
+    batchminer.REGISTRY.lookup(opt.batch_mining)
+    criteria.check_loss_and_miner(opt)
+    metrics.check_names(opt.evaluation_metrics, flag="--evaluation_metrics")
+    for name in opt.storage_metrics:
+        if name not in opt.evaluation_metrics:
+            raise UsageError(
+                f"--storage_metrics: '{name}' is not computed; add it to --evaluation_metrics "
+                f"({' '.join(opt.evaluation_metrics)})"
+            )
+
+
+def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse and validate `argv` (default: sys.argv[1:]). Bad input exits with status 2 and one line."""
+    from utilities.errors import UsageError
+
+    parser = build_parser()
+    opt = parser.parse_args(argv)
+    try:
+        validate(opt)
+    except UsageError as err:
+        parser.error(str(err))
+    return opt

@@ -1,0 +1,47 @@
+"""Shared fixtures: parsed options with overrides, and miniature dataset trees in the real layouts."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import parameters
+
+
+def make_opt(*argv: str, n_classes: int = 8, feature_dim: int = 32, **overrides):
+    """`parameters.parse(argv)` plus the runtime attributes main adds, then keyword overrides."""
+    opt = parameters.parse(list(argv))
+    opt.n_classes = n_classes
+    opt.feature_dim = feature_dim
+    for key, value in overrides.items():
+        setattr(opt, key, value)
+    return opt
+
+
+@pytest.fixture
+def opt_factory():
+    return make_opt
+
+
+def write_cub_tree(root: str, n_classes: int, per_class: int, size=(20, 16), seed: int = 0) -> str:
+    """`<root>/cub200/images/NNN.Class_k/img_i.jpg` with small random JPEGs; returns `root`."""
+    rng = np.random.default_rng(seed)
+    images = os.path.join(root, "cub200", "images")
+    for c in range(1, n_classes + 1):
+        folder = os.path.join(images, f"{c:03d}.Bird_{c}")
+        os.makedirs(folder, exist_ok=True)
+        colour = rng.integers(0, 255, 3)
+        for i in range(per_class):
+            pixels = np.clip(colour + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(os.path.join(folder, f"img_{i}.jpg"))
+    return root
+
+
+@pytest.fixture
+def cub_tree(tmp_path):
+    """A miniature CUB200 tree factory: cub_tree(n_classes, per_class) -> source path."""
+    def make(n_classes: int = 6, per_class: int = 3) -> str:
+        return write_cub_tree(str(tmp_path / "data"), n_classes, per_class)
+    return make

@@ -1,0 +1,1 @@
+"""Shared plumbing: errors, registries, devices, seeding, run folders, logging, checkpoints."""

@@ -1,0 +1,112 @@
+"""Per-epoch logging: CSV files per metric group, the console line, W&B, and the summary.
+
+Values are grouped as in the reference: a split ("Train", "Test", "Val"), a group (`loss`,
+`<evaltype>_<metric before '@'>`) and a segment (the full metric name). Each group is one CSV file,
+`CSV_Logs/Data_<Split>_<group>.csv`, with an `epoch` column followed by one column per segment.
+
+Summary keys are `<split>/<metric>` (e.g. `test/e_recall@1`, `train/loss`), with the evaltype inserted,
+`test/<evaltype>/<metric>`, for evaltypes other than `discriminative`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Dict, List, Optional
+
+import metrics
+
+
+def metric_group(evaltype: str, metric: str) -> str:
+    return f"{evaltype}_{metric.split('@')[0]}"
+
+
+def summary_key(split: str, evaltype: Optional[str], name: str) -> str:
+    if evaltype in (None, "discriminative"):
+        return f"{split.lower()}/{name}"
+    return f"{split.lower()}/{evaltype}/{name}"
+
+
+def _lower_is_better(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    if name in ("loss", "seconds") or name.endswith(("_seconds", "loss")):
+        return True
+    try:
+        return not metrics.higher_is_better(name)
+    except Exception:
+        return False
+
+
+class RunLogger:
+    """Writes CSV rows, keeps the history of every value, and forwards each epoch to an online logger."""
+
+    def __init__(self, run_dir: str, online=None):
+        self.run_dir = run_dir
+        self.csv_dir = os.path.join(run_dir, "CSV_Logs")
+        os.makedirs(self.csv_dir, exist_ok=True)
+        self.online = online
+        self.history: Dict[str, List[float]] = {}
+        self._pending_online: Dict[str, float] = {}
+
+    def log_group(self, split: str, group: str, values: Dict[str, float], epoch: int,
+                  evaltype: Optional[str] = None) -> None:
+        path = os.path.join(self.csv_dir, f"Data_{split}_{group}.csv")
+        is_new = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if is_new:
+                writer.writerow(["epoch", *values])
+            writer.writerow([epoch, *values.values()])
+        for name, value in values.items():
+            self.history.setdefault(summary_key(split, evaltype, name), []).append(float(value))
+            online_key = f"{split}: {group}" if name == group else f"{split}: {group}: {name}"
+            self._pending_online[online_key] = float(value)
+
+    def log_metrics(self, split: str, results: Dict[str, Dict[str, float]], epoch: int) -> None:
+        """`results` = {evaltype: {metric: value}}, one CSV per (evaltype, metric family)."""
+        for evaltype, values in results.items():
+            groups: Dict[str, Dict[str, float]] = {}
+            for name, value in values.items():
+                groups.setdefault(metric_group(evaltype, name), {})[name] = value
+            for group, group_values in groups.items():
+                self.log_group(split, group, group_values, epoch, evaltype)
+
+    def flush_online(self, epoch: int) -> None:
+        if self.online is not None and self._pending_online:
+            self.online.log(dict(self._pending_online), step=epoch)
+        self._pending_online.clear()
+
+    def is_best(self, key: str) -> bool:
+        """Whether the newest value of `key` is its best so far (ties count as best)."""
+        values = self.history.get(key, [])
+        if not values:
+            return False
+        pick = min if _lower_is_better(key) else max
+        return values[-1] == pick(values)
+
+    def last(self) -> Dict[str, float]:
+        return {key: values[-1] for key, values in self.history.items() if values}
+
+    def best(self) -> Dict[str, float]:
+        """Per value, its best over epochs, each taken separately (the reference's reporting protocol)."""
+        return {key: (min if _lower_is_better(key) else max)(values) for key, values in self.history.items() if values}
+
+    def write_summary(self, summary: dict) -> None:
+        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1, sort_keys=True)
+        with open(os.path.join(self.run_dir, "training_summary.txt"), "w") as f:
+            f.write(f"Training Time: {summary['train_seconds'] / 60:.2f} min.\n---------------\n")
+            for key, value in sorted(summary["best"].items()):
+                f.write(f"{key}: best {value:.4f} | last {summary['last'].get(key, float('nan')):.4f}\n")
+
+
+def epoch_line(epoch: int, n_epochs: int, loss: float, results: Dict[str, Dict[str, Dict[str, float]]],
+               train_seconds: float, eval_seconds: float) -> str:
+    """`Epoch 3/20 | loss 0.4120 | Test e_recall@1 0.5340 nmi 0.6100 | train 5.1s eval 1.2s`."""
+    parts = [f"Epoch {epoch + 1}/{n_epochs}", f"loss {loss:.4f}"]
+    for split, per_type in results.items():
+        for evaltype, values in per_type.items():
+            label = split if evaltype == "discriminative" else f"{split}[{evaltype}]"
+            parts.append(label + " " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    parts.append(f"train {train_seconds:.1f}s eval {eval_seconds:.1f}s")
+    return " | ".join(parts)
