@@ -1,0 +1,155 @@
+"""Datasets as (image source, label) lists, split helpers, and image-file scanning.
+
+Every split is a `DMLDataset` whose item is `(label, image_tensor, index)`; labels run 0..C-1 within the
+split and `class_names[label]` names the class. `image_dict[label]` lists the indices of a class.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from utilities.errors import UsageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class DMLDataset(Dataset):
+    """Base of every split: labels, class names, the class -> indices map, and the transform."""
+
+    #: In-memory datasets load faster in the main process than through DataLoader workers.
+    in_memory = False
+
+    def __init__(self, labels: Sequence[int], class_names: Sequence[str], transform: Callable):
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.class_names = list(class_names)
+        self.transform = transform
+        self.image_dict: Dict[int, List[int]] = {}
+        for index, label in enumerate(self.labels.tolist()):
+            self.image_dict.setdefault(label, []).append(index)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, index: int):
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Tuple[int, torch.Tensor, int]:
+        return int(self.labels[index]), self.transform(self.load(index)), index
+
+
+class FileDataset(DMLDataset):
+    """Images read from files with PIL and converted to RGB."""
+
+    def __init__(self, paths: Sequence[str], labels, class_names, transform):
+        super().__init__(labels, class_names, transform)
+        self.paths = list(paths)
+
+    def load(self, index: int):
+        with Image.open(self.paths[index]) as image:
+            return image.convert("RGB")
+
+
+class ArrayDataset(DMLDataset):
+    """Grayscale uint8 images held in one array (N x H x W); `load` returns a 1 x H x W uint8 tensor."""
+
+    in_memory = True
+
+    def __init__(self, images: np.ndarray, labels, class_names, transform):
+        super().__init__(labels, class_names, transform)
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+
+    def load(self, index: int) -> torch.Tensor:
+        return self.images[index][None]
+
+
+def _readable(path: str) -> str:
+    """'' if PIL can parse the image header, else the reason."""
+    try:
+        with Image.open(path) as image:
+            image.size
+        return ""
+    except Exception as err:  # PIL raises many types for broken files
+        return f"{type(err).__name__}: {err}"
+
+
+def scan_images(paths: Sequence[str], workers: int = 8) -> List[bool]:
+    """Which files PIL can open; each unreadable one is skipped with a warning that names it."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = list(pool.map(_readable, paths))
+    for path, reason in zip(paths, reasons):
+        if reason:
+            warnings.warn(f"skipping unreadable image {path} ({reason})")
+    return [not reason for reason in reasons]
+
+
+def list_images(folder: str) -> List[str]:
+    """Image files directly in `folder`, sorted, hidden files (.name, macOS ._name) skipped."""
+    names = sorted(n for n in os.listdir(folder) if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES))
+    return [os.path.join(folder, n) for n in names]
+
+
+def class_folders_to_samples(class_dirs: Sequence[Tuple[str, str]]):
+    """[(class name, folder)] -> (paths, labels 0..C-1, class names), dropping unreadable images.
+
+    A class left without a readable image is an error naming its folder.
+    """
+    paths, labels, names = [], [], []
+    for label, (name, folder) in enumerate(class_dirs):
+        files = list_images(folder)
+        paths.extend(files)
+        labels.extend([label] * len(files))
+        names.append(name)
+    keep = scan_images(paths)
+    paths = [p for p, k in zip(paths, keep) if k]
+    labels = [lab for lab, k in zip(labels, keep) if k]
+    present = set(labels)
+    for label, (name, folder) in enumerate(class_dirs):
+        if label not in present:
+            raise UsageError(f"class '{name}' has no readable image in {folder}")
+    return paths, np.asarray(labels, dtype=np.int64), names
+
+
+def split_classes(labels: np.ndarray, first: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (labels < first, labels >= first)."""
+    return labels < first, labels >= first
+
+
+def relabel(labels: np.ndarray, class_names: Sequence[str]):
+    """Map the labels present to 0..k-1 in sorted order; returns (new labels, their class names)."""
+    present = np.unique(labels)
+    lookup = {old: new for new, old in enumerate(present.tolist())}
+    return np.asarray([lookup[x] for x in labels.tolist()], dtype=np.int64), [class_names[i] for i in present]
+
+
+def train_val_split(labels: np.ndarray, opt, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Masks (train, validation) over a training split, per `--use_tv_split` / `--tv_split_by_samples`.
+
+    By classes: the first floor(perc * C) classes stay in training. By samples: per class, the first
+    round(perc * n) images (at least one) stay, the rest validate; a class of one image stays in training.
+    """
+    classes = np.unique(labels)
+    if not opt.tv_split_by_samples:
+        n_train = int(np.floor(opt.tv_split_perc * len(classes)))
+        if n_train < 1 or n_train >= len(classes):
+            raise UsageError(
+                f"--tv_split_perc {opt.tv_split_perc} leaves no class for training or validation ({len(classes)} classes)"
+            )
+        train = np.isin(labels, classes[:n_train])
+        return train, ~train
+    train = np.zeros(len(labels), dtype=bool)
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        keep = max(1, int(round(opt.tv_split_perc * len(idx))))
+        train[idx[:keep]] = True
+    return train, ~train
