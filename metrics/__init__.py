@@ -2,7 +2,8 @@
 
 Works on numpy arrays or tensors, with no model and no run folder. Shared work is done once per call: per
 space (Euclidean, cosine) one exact nearest-neighbour search up to the largest k any requested metric
-needs, streamed in chunks (memory O(N k)), and one k-means per clustering (see `metrics.context`).
+needs, streamed in chunks (memory O(N k)), and one k-means per clustering (see `metrics.context`; Recall@k
+searches deeper only for the queries that the shared list does not settle).
 docs/metrics.md defines every metric and where it deliberately differs from the reference code.
 
 A metric family registers a `MetricFamily` under its prefix (`e_recall` for `e_recall@k`); the part after
@@ -24,13 +25,15 @@ class MetricFamily:
     """`compute(context, param) -> float`.
 
     `knn_k(param, max_relevant)`: how many neighbours in `space` it needs (0: none), given the largest
-    number of relevant items of any query. `parse(text)` turns the text after '@' into the parameter
+    number of relevant items of any query; with `first_hit_only` it reads only each query's first relevant
+    rank below that k (`EvaluationContext.first_hit`), not the whole list. `parse(text)` turns the text after '@' into the parameter
     (`param_hint` names it in error messages). `higher_is_better` (a bool, or a function of the parameter)
     orders values for "best" checkpoints and summaries.
     """
 
     compute: Callable
     knn_k: Callable = lambda param, max_relevant: 0
+    first_hit_only: bool = False
     space: str = "euclidean"
     parse: Callable = lambda text: None
     higher_is_better: Union[bool, Callable] = True
@@ -86,7 +89,8 @@ def compute_metrics(embeddings, labels, names: Sequence[str], *, gallery=None, g
     for _, _, family, param in parsed:
         k = family.knn_k(param, context.max_relevant)
         if k > 0:
-            context.request_neighbours(family.space, k)
+            request = context.request_first_hit if family.first_hit_only else context.request_neighbours
+            request(family.space, k)
     return {name: float(family.compute(context, param)) for name, _, family, param in parsed}
 
 

@@ -7,8 +7,10 @@ query with R = 0 ("lone query") has nothing to retrieve and is left out of the r
 
 Spaces: `euclidean` ranks by squared Euclidean distance on the embeddings as given; `cosine` ranks by
 cosine similarity, computed as Euclidean distance between the L2-normalised embeddings (same order).
-Per space there is one neighbour search, up to the largest k any requested metric asked for, kept only as
-a boolean "same label" matrix (N x k bytes), and one k-means of the queries.
+Per space there is one neighbour search, up to the largest k any metric needs in full (MAP@R: the largest
+R; mAP_1000: 1000), kept only as a boolean "same label" matrix (N x k bytes), and one k-means of the
+queries. Recall@k needs only each query's first relevant rank: queries without a hit in the searched list
+are searched again, deeper (see `first_hit`).
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 SPACES = {"euclidean": lambda x: x, "cosine": l2_normalise}
+
+#: Neighbour list searched for every query when a metric asks only for first relevant ranks (Recall@k).
+SHORT_LIST = 32
 
 
 def _as_embeddings(x, what: str) -> np.ndarray:
@@ -67,6 +72,7 @@ class EvaluationContext:
         self.backend = BACKENDS.lookup(backend)
         self.device = device
         self._k: Dict[str, int] = {}
+        self._k_first_hit: Dict[str, int] = {}
         self._points: Dict[tuple, np.ndarray] = {}
         self._matches: Dict[str, np.ndarray] = {}
         self._first_hit: Dict[str, np.ndarray] = {}
@@ -94,26 +100,47 @@ class EvaluationContext:
             raise RuntimeError(f"neighbours in {space} space were already searched with a smaller k")
         self._k[space] = max(self._k.get(space, 0), k)
 
+    def request_first_hit(self, space: str, k: int) -> None:
+        """Declare that a metric needs each query's first relevant rank when it is below k (Recall@k)."""
+        self.request_neighbours(space, min(k, SHORT_LIST))
+        self._k_first_hit[space] = max(self._k_first_hit.get(space, 0), k)
+
+    def _search(self, space: str, rows: np.ndarray, k: int) -> np.ndarray:
+        """len(rows) x k booleans: whether the j-th nearest gallery sample of query `rows[i]` is relevant."""
+        query = self.points(space, "query")
+        gallery = query if self.leave_one_out else self.points(space, "gallery")
+        subset = query if len(rows) == len(query) else query[rows]
+        out = np.zeros((len(rows), k), dtype=bool)
+        for start, found in self.backend.neighbours(subset, gallery, k, threads=self.threads, device=self.device,
+                                                    self_index=rows if self.leave_one_out else None):
+            part = slice(start, start + len(found))
+            out[part] = (found >= 0) & (self.gallery_labels[np.maximum(found, 0)] == self.labels[rows[part], None])
+        return out
+
     def matches(self, space: str) -> np.ndarray:
         """N_query x k booleans: whether the j-th nearest gallery sample has the query's label (False for the
         -1 padding when fewer than k candidates exist)."""
         if space not in self._matches:
-            k = self._k.get(space, 0)
-            query = self.points(space, "query")
-            gallery = query if self.leave_one_out else self.points(space, "gallery")
-            out = np.zeros((len(query), k), dtype=bool)
-            for start, found in self.backend.neighbours(query, gallery, k, exclude_self=self.leave_one_out,
-                                                        threads=self.threads, device=self.device):
-                rows = slice(start, start + len(found))
-                out[rows] = (found >= 0) & (self.gallery_labels[np.maximum(found, 0)] == self.labels[rows, None])
-            self._matches[space] = out
+            self._matches[space] = self._search(space, np.arange(len(self.query)), self._k.get(space, 0))
         return self._matches[space]
 
     def first_hit(self, space: str) -> np.ndarray:
-        """0-based rank of each query's first relevant neighbour; k (one past the list) when there is none."""
+        """0-based rank of each query's first relevant neighbour, exact below the largest requested k (that k
+        when there is none).
+
+        Recall@1000 needs no 1000-long list for every query: the lists searched for the other metrics (at
+        least `SHORT_LIST` long) settle most queries, and only queries with relevant items but no hit in
+        them are searched again, to the full k.
+        """
         if space not in self._first_hit:
             m = self.matches(space)
-            self._first_hit[space] = np.where(m.any(1), m.argmax(1), m.shape[1])
+            k = max(m.shape[1], self._k_first_hit.get(space, 0))
+            hit = np.where(m.any(1), m.argmax(1), k)
+            deeper = np.flatnonzero((hit == k) & self.has_relevant) if k > m.shape[1] else []
+            if len(deeper):
+                found = self._search(space, deeper, k)
+                hit[deeper] = np.where(found.any(1), found.argmax(1), k)
+            self._first_hit[space] = hit
         return self._first_hit[space]
 
     def clusters(self, space: str = "euclidean") -> np.ndarray:

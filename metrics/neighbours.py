@@ -9,8 +9,8 @@ canonical order, so the metrics do not depend on which one ran:
 * `torch_neighbours` (any torch device, used on the GPU): one chunk of queries against the whole gallery
   by matmul, `topk`, then an exact re-selection of the rows whose k-th distance is tied.
 
-In leave-one-out evaluation (`exclude_self`, query set = gallery) each query's own index is removed by
-index, not by dropping column 0, which is wrong under exact duplicates. Rows are padded with -1 when fewer
+In leave-one-out evaluation (`self_index`: the gallery index of each query) each query's own index is removed
+by index, not by dropping column 0, which is wrong under exact duplicates. Rows are padded with -1 when fewer
 than k candidates exist.
 """
 from __future__ import annotations
@@ -26,16 +26,14 @@ FAISS_CHUNK_BYTES = 128 << 20
 TORCH_CHUNK_BYTES = {"cpu": 256 << 20, "cuda": 2 << 30}
 
 
-def remove_self(indices: np.ndarray, k: int, offset: int = 0) -> np.ndarray:
-    """Drop each row's own index (`offset + row`) from n x (k+1) neighbour lists; rows where it is absent
-    (more exact duplicates with smaller indices than fit in the list) drop their last column instead.
+def remove_self(indices: np.ndarray, k: int, self_index: np.ndarray) -> np.ndarray:
+    """Drop each row's own gallery index (`self_index[row]`) from n x (k+1) neighbour lists; rows where it is
+    absent (more exact duplicates with smaller indices than fit in the list) drop their last column instead.
     Returns n x k."""
-    n = len(indices)
-    is_self = indices == (offset + np.arange(n))[:, None]
-    drop = is_self.copy()
-    drop[~is_self.any(1), -1] = True
-    drop &= drop.cumsum(1) == 1  # exactly one column per row
-    return indices[~drop].reshape(n, k)
+    is_self = indices == np.asarray(self_index)[:, None]
+    position = np.where(is_self.any(1), is_self.argmax(1), k)
+    columns = np.arange(k)[None, :]
+    return np.take_along_axis(indices, columns + (columns >= position[:, None]), axis=1)
 
 
 def _pad(indices: np.ndarray, k: int) -> np.ndarray:
@@ -45,52 +43,55 @@ def _pad(indices: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([indices, pad], axis=1)
 
 
-def faiss_neighbours(query: np.ndarray, gallery: np.ndarray, k: int, *, exclude_self: bool,
+def _nothing_to_find(n_query: int, k: int) -> Iterator[Tuple[int, np.ndarray]]:
+    for start in range(0, n_query, 1 << 16):
+        yield start, -np.ones((min(1 << 16, n_query - start), k), dtype=np.int64)
+
+
+def faiss_neighbours(query: np.ndarray, gallery: np.ndarray, k: int, *, self_index: Optional[np.ndarray] = None,
                      threads: Optional[int] = None, device=None) -> Iterator[Tuple[int, np.ndarray]]:
-    """Yield (first query row, chunk x k gallery indices) for consecutive query chunks."""
+    """Yield (first query row, chunk x k gallery indices) for consecutive query chunks. `self_index[i]`, when
+    given, is the gallery index of query i itself (leave-one-out), which is excluded."""
     import faiss
 
-    n_query = len(query)
-    k_search = min(k + int(exclude_self), len(gallery))
-    if k <= 0 or k_search - int(exclude_self) <= 0:
-        for start in range(0, n_query, 1 << 16):
-            yield start, -np.ones((min(1 << 16, n_query - start), k), dtype=np.int64)
+    own = int(self_index is not None)
+    k_search = min(k + own, len(gallery))
+    if k <= 0 or k_search - own <= 0:
+        yield from _nothing_to_find(len(query), k)
         return
     index = faiss.IndexFlatL2(gallery.shape[1])
     index.add(gallery)
     rows = max(4096, FAISS_CHUNK_BYTES // (12 * k_search))
-    for start in range(0, n_query, rows):
+    for start in range(0, len(query), rows):
         chunk = query[start:start + rows]
         with thread_limit(len(chunk) * gallery.size, threads):
             _, found = index.search(chunk, k_search)
-        if exclude_self:
-            found = remove_self(found, k_search - 1, offset=start)
+        if own:
+            found = remove_self(found, k_search - 1, self_index[start:start + rows])
         yield start, _pad(found, k)
 
 
-def torch_neighbours(query, gallery, k: int, *, exclude_self: bool, threads: Optional[int] = None,
-                     device=None) -> Iterator[Tuple[int, np.ndarray]]:
+def torch_neighbours(query, gallery, k: int, *, self_index: Optional[np.ndarray] = None,
+                     threads: Optional[int] = None, device=None) -> Iterator[Tuple[int, np.ndarray]]:
     """The same contract as `faiss_neighbours`, computed with torch on `device` (default: CPU)."""
     import torch
 
     device = torch.device(device or "cpu")
-    q = torch.as_tensor(np.asarray(query), device=device)
-    g = q if exclude_self and gallery is query else torch.as_tensor(np.asarray(gallery), device=device)
-    n_query, n_gallery = len(q), len(g)
-    k_search = min(k, n_gallery - int(exclude_self))
+    g = torch.as_tensor(np.asarray(gallery), device=device)
+    q = g if query is gallery else torch.as_tensor(np.asarray(query), device=device)
+    k_search = min(k, len(g) - int(self_index is not None))
     if k_search <= 0:
-        for start in range(0, n_query, 1 << 16):
-            yield start, -np.ones((min(1 << 16, n_query - start), k), dtype=np.int64)
+        yield from _nothing_to_find(len(q), k)
         return
+    own = None if self_index is None else torch.as_tensor(np.asarray(self_index), device=device)
     g_sq = (g * g).sum(1)
-    rows = max(1, TORCH_CHUNK_BYTES.get(device.type, TORCH_CHUNK_BYTES["cpu"]) // (16 * n_gallery))
-    for start in range(0, n_query, rows):
+    rows = max(1, TORCH_CHUNK_BYTES.get(device.type, TORCH_CHUNK_BYTES["cpu"]) // (16 * len(g)))
+    for start in range(0, len(q), rows):
         qc = q[start:start + rows]
         with thread_limit(len(qc) * g.numel(), threads):
             dist = ((qc * qc).sum(1, keepdim=True) + g_sq[None, :] - 2.0 * (qc @ g.T)).clamp_min_(0.0)
-            if exclude_self:
-                own = torch.arange(start, start + len(qc), device=device)
-                dist[torch.arange(len(qc), device=device), own] = float("inf")
+            if own is not None:
+                dist[torch.arange(len(qc), device=device), own[start:start + rows]] = float("inf")
             found = canonical_topk(dist, k_search)
         yield start, _pad(found.cpu().numpy(), k)
 
@@ -121,5 +122,5 @@ def canonical_topk(dist, k: int):
 def nearest_neighbours(x: np.ndarray, k: int, threads: Optional[int] = None) -> np.ndarray:
     """N x k indices of the k nearest other points of each row of x (faiss, leave-one-out), -1 padded."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    parts = [found for _, found in faiss_neighbours(x, x, k, exclude_self=True, threads=threads)]
+    parts = [found for _, found in faiss_neighbours(x, x, k, self_index=np.arange(len(x)), threads=threads)]
     return np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)

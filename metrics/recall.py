@@ -22,7 +22,7 @@ def recall_at_k(space: str):
     return compute
 
 
-REGISTRY.register("e_recall")(MetricFamily(compute=recall_at_k("euclidean"), knn_k=lambda k, r: k,
+REGISTRY.register("e_recall")(MetricFamily(compute=recall_at_k("euclidean"), knn_k=lambda k, r: k, first_hit_only=True,
                                            parse=positive_int, takes_param=True))
-REGISTRY.register("c_recall")(MetricFamily(compute=recall_at_k("cosine"), knn_k=lambda k, r: k, space="cosine",
-                                           parse=positive_int, takes_param=True))
+REGISTRY.register("c_recall")(MetricFamily(compute=recall_at_k("cosine"), knn_k=lambda k, r: k, first_hit_only=True,
+                                           space="cosine", parse=positive_int, takes_param=True))

@@ -146,9 +146,26 @@ def test_faiss_chunks_remove_self_with_the_chunk_offset(monkeypatch):
 
 def test_remove_self_when_duplicates_push_self_out_of_the_list():
     searched = np.array([[1, 2, 0], [2, 0, 3]])  # row 1 does not contain 1: drop its last column
-    np.testing.assert_array_equal(neighbours.remove_self(searched, 2), [[1, 2], [2, 0]])
+    np.testing.assert_array_equal(neighbours.remove_self(searched, 2, np.arange(2)), [[1, 2], [2, 0]])
 
 
 def test_neighbours_are_padded_when_k_exceeds_the_other_samples():
     nn = neighbours.nearest_neighbours(np.eye(3, dtype=np.float32), 4)
     assert nn.shape == (3, 4) and (nn[:, 2:] == -1).all() and all(i not in nn[i, :2] for i in range(3))
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_recall_beyond_the_short_list_searches_only_the_unsettled_queries_deeper(backend):
+    # Query 0 at 0 has its only same-class sample at 200, behind 150 samples of other classes; every other
+    # sample has a same-class neighbour next to it.
+    x = np.concatenate([[0.0, 200.0], np.repeat(np.arange(1.0, 76.0), 2)]).astype(np.float32)[:, None]
+    labels = np.concatenate([[0, 0], np.repeat(np.arange(1, 76), 2)])
+    got = metrics.compute_metrics(x, labels, ["e_recall@1", "e_recall@150", "e_recall@151", "e_recall@1000"],
+                                  backend=backend)
+    n = len(x)
+    # Query 1 (at 200) also finds query 0 only after the 150 others; everyone else at rank 0.
+    assert got == {"e_recall@1": (n - 2) / n, "e_recall@150": (n - 2) / n, "e_recall@151": 1.0, "e_recall@1000": 1.0}
+    context = EvaluationContext(x, labels, backend=backend)
+    context.request_first_hit("euclidean", 1000)
+    assert context.matches("euclidean").shape == (n, 32)
+    assert context.first_hit("euclidean")[:3].tolist() == [150, 150, 0]
