@@ -118,9 +118,3 @@ def canonical_topk(dist, k: int):
     order = dist.gather(1, found).sort(dim=1, stable=True)[1]
     return found.gather(1, order)
 
-
-def nearest_neighbours(x: np.ndarray, k: int, threads: Optional[int] = None) -> np.ndarray:
-    """N x k indices of the k nearest other points of each row of x (faiss, leave-one-out), -1 padded."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    parts = [found for _, found in faiss_neighbours(x, x, k, self_index=np.arange(len(x)), threads=threads)]
-    return np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
