@@ -10,6 +10,7 @@ class FixedMiner:
     """A miner that returns the triplets it was given, so a loss can be checked on known tuples."""
 
     name = "fixed"
+    OUTPUT = "triplets"
 
     def __init__(self, triplets):
         self.triplets = torch.as_tensor(triplets, dtype=torch.long).reshape(-1, 3)
@@ -20,6 +21,17 @@ class FixedMiner:
 
     def __call__(self, batch, labels):
         return self.triplets
+
+
+class FixedTuplesMiner(FixedMiner):
+    """Returns fixed NPairTuples / LiftedTuples under the registry name a loss allows (`npair`, `lifted`)."""
+
+    def __init__(self, tuples, name):
+        self.tuples, self.name, self.bound = tuples, name, None
+        self.OUTPUT = {"npair": "npairs", "lifted": "lifted"}[name]
+
+    def __call__(self, batch, labels):
+        return self.tuples
 
 
 def all_triplets(labels):
