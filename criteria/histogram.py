@@ -43,7 +43,7 @@ class HistogramLoss(Criterion):
     def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
         x = F.normalize(batch, dim=1)
         i, j = torch.triu_indices(len(labels), len(labels), 1, device=batch.device)
-        s = (x[i] * x[j]).sum(1).clamp(-1.0, 1.0)
+        s = (x @ x.T)[i, j].clamp(-1.0, 1.0)
         same = (labels[i] == labels[j]).to(batch.dtype)
         n_pos, n_neg = same.sum(), (1.0 - same).sum()
         h_pos = soft_histogram(s, same, self.n_nodes) / n_pos.clamp_min(1)

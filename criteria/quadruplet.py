@@ -6,11 +6,8 @@ import torch
 
 from criteria import REGISTRY
 from criteria.base import Criterion
+from criteria.distances import euclidean
 from criteria.functional import mean_over
-
-
-def distance(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return ((u - v).pow(2).sum(1) + 1e-8).sqrt()
 
 
 @REGISTRY.register("quadruplet")
@@ -53,8 +50,9 @@ class QuadrupletLoss(Criterion):
         if len(triplets) == 0:
             return self.zero_loss(batch)
         fourth, has_fourth = self.fourth_samples(labels, triplets)
-        a, p, n = batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
-        d_ap = distance(a, p)
-        triplet_term = torch.relu(d_ap - distance(a, n) + self.alpha_1).mean()
-        quadruplet_term = mean_over(torch.relu(d_ap - distance(n, batch[fourth]) + self.alpha_2), has_fourth)
+        a, p, n = triplets.unbind(1)
+        dist = euclidean(batch)
+        d_ap = dist[a, p]
+        triplet_term = torch.relu(d_ap - dist[a, n] + self.alpha_1).mean()
+        quadruplet_term = mean_over(torch.relu(d_ap - dist[n, fourth] + self.alpha_2), has_fourth)
         return triplet_term + quadruplet_term
