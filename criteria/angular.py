@@ -12,15 +12,19 @@ from criteria.functional import masked_logsumexp
 from criteria.npair import npair_terms
 
 
-def angular_terms(batch: torch.Tensor, tuples, alpha_degrees: float) -> torch.Tensor:
+def angular_terms(batch: torch.Tensor, tuples, alpha_degrees: float, cos: torch.Tensor = None) -> torch.Tensor:
     """Per anchor a, on L2-normalised a, p, n and t = tan^2(alpha):
 
         log(1 + sum_{n in N_a} exp(4t (a + p).n - 2(1 + t) a.p))
+
+    `cos` = the batch's cosine-similarity matrix when the caller has it already.
     """
     t = math.tan(math.radians(alpha_degrees)) ** 2
-    x = F.normalize(batch, dim=1)
-    a, p = x[tuples.anchors], x[tuples.positives]
-    logits = 4.0 * t * (a + p) @ x.T - 2.0 * (1.0 + t) * (a * p).sum(1, keepdim=True)
+    if cos is None:
+        x = F.normalize(batch, dim=1)
+        cos = x @ x.T
+    rows_a, rows_p = cos[tuples.anchors], cos[tuples.positives]
+    logits = 4.0 * t * (rows_a + rows_p) - 2.0 * (1.0 + t) * rows_a.gather(1, tuples.positives[:, None])
     return masked_logsumexp(logits, tuples.negatives, add_one=True)
 
 
@@ -54,6 +58,9 @@ class AngularLoss(Criterion):
         self.record(len(tuples))
         if len(tuples) == 0:
             return self.zero_loss(batch)
-        npair = npair_terms(batch, tuples, clamp=50.0).mean()
-        angular = angular_terms(batch, tuples, self.alpha).mean()
-        return npair + self.angular_weight * angular + self.l2_weight * batch.norm(dim=1).mean()
+        gram = batch @ batch.T
+        norms = gram.diagonal().clamp_min(1e-24).sqrt()
+        cos = gram / (norms[:, None] * norms[None, :]).clamp_min(1e-12)
+        npair = npair_terms(batch, tuples, clamp=50.0, gram=gram).mean()
+        angular = angular_terms(batch, tuples, self.alpha, cos=cos).mean()
+        return npair + self.angular_weight * angular + self.l2_weight * norms.mean()

@@ -9,10 +9,13 @@ from criteria.base import Criterion
 from criteria.functional import masked_logsumexp
 
 
-def npair_terms(batch: torch.Tensor, tuples, clamp: float = None) -> torch.Tensor:
-    """Per anchor a: log(1 + sum_{n in N_a} exp(x_a.x_n - x_a.x_p)), exponents optionally clamped to +-clamp."""
-    a = batch[tuples.anchors]
-    logits = a @ batch.T - (a * batch[tuples.positives]).sum(1, keepdim=True)
+def npair_terms(batch: torch.Tensor, tuples, clamp: float = None, gram: torch.Tensor = None) -> torch.Tensor:
+    """Per anchor a: log(1 + sum_{n in N_a} exp(x_a.x_n - x_a.x_p)), exponents optionally clamped to +-clamp.
+
+    `gram` = batch batch^T when the caller has it already.
+    """
+    rows = (batch @ batch.T if gram is None else gram)[tuples.anchors]
+    logits = rows - rows.gather(1, tuples.positives[:, None])
     if clamp is not None:
         logits = logits.clamp(-clamp, clamp)
     return masked_logsumexp(logits, tuples.negatives, add_one=True)

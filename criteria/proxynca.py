@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import Criterion
+from criteria.functional import masked_logsumexp
 
 SCALE = 3.0
 
@@ -40,4 +41,4 @@ class ProxyNCALoss(Criterion):
         positive = F.one_hot(labels, self.proxies.shape[0]).bool()
         d_pos = dist.gather(1, labels[:, None]).squeeze(1)
         self.record(len(labels))
-        return (d_pos + torch.logsumexp((-dist).masked_fill(positive, float("-inf")), dim=1)).mean()
+        return (d_pos + masked_logsumexp(-dist, ~positive)).mean()

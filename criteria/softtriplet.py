@@ -65,4 +65,5 @@ class SoftTripleLoss(Criterion):
         class_sims = (assignment * sims).sum(2)
         margin = F.one_hot(labels, self.n_classes).to(batch.dtype) * self.delta
         self.record(len(labels))
-        return F.cross_entropy(self.lam * (class_sims - margin), labels) + self.reg_weight * self.regulariser(centroids)
+        loss = F.cross_entropy(self.lam * (class_sims - margin), labels)
+        return loss + self.reg_weight * self.regulariser(centroids)
