@@ -23,7 +23,7 @@ from utilities import online
 from utilities.checkpoint import best_checkpoint_name, save_atomic
 from utilities.device import resolve_device
 from utilities.errors import UsageError
-from utilities.logger import RunLogger, epoch_line, summary_key
+from utilities.logger import PROTOCOLS, RunLogger, epoch_line, summary_key
 from utilities.run_folder import jsonable_options, make_run_dir, run_name, write_parameters
 from utilities.seeding import seed_everything, worker_init
 from utilities.training import train_one_epoch
@@ -41,18 +41,15 @@ def build_optimizer(opt, model, criterion):
 
 
 def build_loaders(opt, splits: dict, device) -> dict:
-    """The training loader (batch sampler) and one evaluation loader per evaluated split."""
+    """The training loader (batch sampler) and, per evaluated split, {"query": loader[, "gallery": loader]}."""
     workers = 0 if splits["training"].in_memory else min(opt.kernels, os.cpu_count() or 1)
     common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=worker_init,
                   persistent_workers=workers > 0, generator=torch.Generator().manual_seed(opt.seed))
     sampler = datasets.select_sampler(opt.data_sampler, splits["training"], opt)
     loaders = {"training": DataLoader(splits["training"], batch_sampler=sampler, **common)}
-    evaluated = {"Test": "testing", "Val": "validation"}
-    if not opt.no_train_metrics:
-        evaluated["Train"] = "evaluation"
-    for split, key in evaluated.items():
-        if key in splits:
-            loaders[split] = DataLoader(splits[key], batch_size=opt.bs, shuffle=False, **common)
+    for split, sets in evaluation.evaluated_sets(splits, include_train=not opt.no_train_metrics).items():
+        loaders[split] = {role: DataLoader(dataset, batch_size=opt.bs, shuffle=False, **common)
+                          for role, dataset in sets.items()}
     return loaders
 
 
@@ -121,7 +118,7 @@ def train(opt) -> dict:
         if scheduler is not None:
             scheduler.step()
 
-    summary = {"best": logger.best(), "last": logger.last(), "epochs": opt.n_epochs,
+    summary = {"best": logger.best(), "last": logger.last(), "protocols": PROTOCOLS, "epochs": opt.n_epochs,
                "train_seconds": train_seconds, "run_dir": run_dir}
     logger.write_summary(summary)
     if online_run is not None:

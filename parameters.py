@@ -22,7 +22,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
-DEFAULT_EVALUATION_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "nmi"]
+DEFAULT_EVALUATION_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "e_recall@8", "e_recall@10", "e_recall@100",
+                              "e_recall@1000", "nmi", "mAP@R", "r_precision"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,13 +60,18 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", default="resnet50_frozen_normalize", type=str,
                    help="Backbone plus modifiers: <name>[_frozen][_normalize][_double].")
     g.add_argument("--no_train_metrics", action="store_true", help="Skip the per-epoch evaluation on the training images.")
-    g.add_argument("--evaluate_on_gpu", action="store_true", help="Compute the evaluation metrics on the GPU.")
+    g.add_argument("--evaluate_on_gpu", action="store_true",
+                   help="Compute the evaluation metrics with torch on the GPU (no faiss-gpu needed).")
+    g.add_argument("--kmeans_train_classes", action="store_true",
+                   help="Clustering metrics (nmi, f1, ami, ...) use k = number of training classes, as the reference "
+                        "did, instead of the number of classes of the evaluated split (parity with published numbers).")
     g.add_argument("--evaluation_metrics", nargs="+", default=list(DEFAULT_EVALUATION_METRICS), type=str,
                    help="Metrics computed on every evaluated split.")
     g.add_argument("--storage_metrics", nargs="+", default=["e_recall@1"], type=str,
                    help="A checkpoint is kept for the best value of each of these metrics.")
     g.add_argument("--evaltypes", nargs="+", default=["discriminative"], type=str,
-                   help="Which outputs to evaluate: 'discriminative' is the embedding.")
+                   help="Which outputs to evaluate: 'discriminative' is the embedding, 'avg_features' the pooled "
+                        "features, Combined_<a>_<b>-<wa>-<wb> a weighted combination (docs/metrics.md).")
     g.add_argument("--gpu", default=None, nargs="+", type=int, help="GPU id(s); without CUDA the run falls back to the CPU.")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="Where to train.")
     g.add_argument("--savename", default="group_plus_seed", type=str, help="Run folder name.")
@@ -209,6 +215,7 @@ def validate(opt: argparse.Namespace) -> None:
     import batchminer
     import criteria
     import datasets
+    import evaluation.evaltypes
     import metrics
     from utilities.errors import UsageError
 
@@ -229,6 +236,7 @@ def validate(opt: argparse.Namespace) -> None:
     batchminer.REGISTRY.lookup(opt.batch_mining)
     criteria.check_loss_and_miner(opt)
     metrics.check_names(opt.evaluation_metrics, flag="--evaluation_metrics")
+    evaluation.evaltypes.check(opt.evaltypes)
     for name in opt.storage_metrics:
         if name not in opt.evaluation_metrics:
             raise UsageError(

@@ -1,42 +1,92 @@
-"""Embed a split with the model and hand the features to `metrics`."""
+"""Embed the evaluated splits with the model and hand the features to `metrics`.
+
+Evaluated splits and the datasets they come from (`datasets.select` keys):
+
+* "Test": `testing`, or `testing_query` against `testing_gallery` when the dataset has a query/gallery
+  protocol (In-Shop): queries are retrieved from the gallery only, same label = same item;
+* "Val": `validation`, or `validation_query` / `validation_gallery`;
+* "Train": `evaluation` (the training images with evaluation transforms), unless --no_train_metrics.
+
+Without a gallery every sample is a query against all the others of its split.
+"""
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+import os
+import warnings
+from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 import metrics
+from evaluation import evaltypes as evaltype_parsing
 
-#: `--evaltypes` name -> key of the model's output dict.
-OUTPUT_KEYS = {"discriminative": "embeds"}
+SPLIT_KEYS = {"Test": "testing", "Val": "validation", "Train": "evaluation"}
 
 
-def output_key(evaltype: str) -> str:
-    return OUTPUT_KEYS.get(evaltype, evaltype)
+def evaluated_sets(splits: Mapping, include_train: bool = True) -> Dict[str, Dict[str, object]]:
+    """{"Test": {"query": dataset[, "gallery": dataset]}, ...} for the splits present in `splits`."""
+    sets = {}
+    for split, key in SPLIT_KEYS.items():
+        if split == "Train" and not include_train:
+            continue
+        query, gallery = splits.get(f"{key}_query"), splits.get(f"{key}_gallery")
+        if (query is None) != (gallery is None):
+            raise ValueError(f"the dataset returned only one of {key}_query and {key}_gallery")
+        if query is not None:
+            sets[split] = {"query": query, "gallery": gallery}
+        elif key in splits:
+            sets[split] = {"query": splits[key]}
+    return sets
 
 
 @torch.no_grad()
-def embed(model, loader, device, evaltypes: Sequence[str], desc: str = "Embedding Data") -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-    """Run the model in eval mode over `loader`; returns ({evaltype: N x D float32}, labels N)."""
+def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data") -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Run the model in eval mode over `loader`; returns ({output key: N x D float32}, labels N)."""
     was_training = model.training
     model.eval()
-    features = {e: [] for e in evaltypes}
+    outputs = {key: [] for key in keys}
     labels = []
     for batch_labels, images, _ in tqdm(loader, desc=desc, leave=False):
         out = model(images.to(device, non_blocking=True))
-        for e in evaltypes:
-            features[e].append(out[output_key(e)].float().cpu())
+        for key in keys:
+            outputs[key].append(out[key].float().cpu())
         labels.append(batch_labels)
     model.train(was_training)
-    return ({e: torch.cat(f).numpy() for e, f in features.items()}, torch.cat(labels).numpy())
+    return {key: torch.cat(x).numpy() for key, x in outputs.items()}, torch.cat(labels).numpy()
 
 
-def evaluate_split(model, loader, device, opt, desc: str) -> Dict[str, Dict[str, float]]:
-    """{evaltype: {metric: value}} for one split, with `opt.evaluation_metrics`."""
-    features, labels = embed(model, loader, device, opt.evaltypes, desc=desc)
+def metric_backend(opt, device) -> Tuple[str, object]:
+    """(backend, device) for `metrics.compute_metrics`: the torch path on the GPU with --evaluate_on_gpu,
+    faiss on the CPU otherwise."""
+    if not opt.evaluate_on_gpu:
+        return "faiss", None
+    if torch.device(device).type != "cuda":
+        warnings.warn("--evaluate_on_gpu: the run is on the CPU; computing the metrics with faiss on the CPU")
+        return "faiss", None
+    return "torch", device
+
+
+def evaluate_split(model, loaders, device, opt, desc: str) -> Dict[str, Dict[str, float]]:
+    """{evaltype: {metric: value}} for one split, with `opt.evaluation_metrics`.
+
+    `loaders` is a DataLoader or {"query": loader[, "gallery": loader]}.
+    """
+    if not isinstance(loaders, Mapping):
+        loaders = {"query": loaders}
+    keys = evaltype_parsing.output_keys(opt.evaltypes)
+    query, query_labels = embed(model, loaders["query"], device, keys, desc=desc)
+    gallery, gallery_labels = ({}, None)
+    if "gallery" in loaders:
+        gallery, gallery_labels = embed(model, loaders["gallery"], device, keys, desc=desc.replace(" Data", " Gallery"))
+    query_features = evaltype_parsing.features(opt.evaltypes, query)
+    gallery_features = evaltype_parsing.features(opt.evaltypes, gallery) if gallery else {}
+    backend, metric_device = metric_backend(opt, device)
+    options = dict(n_clusters=opt.n_classes if opt.kmeans_train_classes else None, seed=opt.seed,
+                   threads=max(1, min(opt.kernels, os.cpu_count() or 1)), backend=backend, device=metric_device)
     return {
-        e: metrics.compute_metrics(x, labels, opt.evaluation_metrics, seed=opt.seed, threads=max(1, opt.kernels))
-        for e, x in features.items()
+        name: metrics.compute_metrics(x, query_labels, opt.evaluation_metrics, gallery=gallery_features.get(name),
+                                      gallery_labels=gallery_labels, **options)
+        for name, x in query_features.items()
     }

@@ -6,15 +6,27 @@ Values are grouped as in the reference: a split ("Train", "Test", "Val"), a grou
 
 Summary keys are `<split>/<metric>` (e.g. `test/e_recall@1`, `train/loss`), with the evaltype inserted,
 `test/<evaltype>/<metric>`, for evaltypes other than `discriminative`.
+
+summary.json reports two protocols (named in its `protocols` entry): `best` = for each value separately its
+best over all epochs (the reference papers' protocol: R@1 and NMI may come from different epochs, and Test
+numbers chosen this way are test-set feedback), `last` = the values of the last epoch. NaN values (a metric
+undefined at some epoch) are skipped when picking the best.
 """
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from typing import Dict, List, Optional
 
 import metrics
+
+
+PROTOCOLS = {
+    "best": "per value, its best over all epochs, each value taken separately (the reference papers' protocol)",
+    "last": "the values of the last epoch",
+}
 
 
 def metric_group(evaltype: str, metric: str) -> str:
@@ -78,8 +90,8 @@ class RunLogger:
 
     def is_best(self, key: str) -> bool:
         """Whether the newest value of `key` is its best so far (ties count as best)."""
-        values = self.history.get(key, [])
-        if not values:
+        values = [v for v in self.history.get(key, []) if not math.isnan(v)]
+        if not values or math.isnan(self.history[key][-1]):
             return False
         pick = min if _lower_is_better(key) else max
         return values[-1] == pick(values)
@@ -89,7 +101,12 @@ class RunLogger:
 
     def best(self) -> Dict[str, float]:
         """Per value, its best over epochs, each taken separately (the reference's reporting protocol)."""
-        return {key: (min if _lower_is_better(key) else max)(values) for key, values in self.history.items() if values}
+        best = {}
+        for key, values in self.history.items():
+            finite = [v for v in values if not math.isnan(v)]
+            if values:
+                best[key] = (min if _lower_is_better(key) else max)(finite) if finite else float("nan")
+        return best
 
     def write_summary(self, summary: dict) -> None:
         with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
