@@ -35,8 +35,14 @@ def embed(model, loader, device, evaltypes: Sequence[str], desc: str = "Embeddin
 
 def evaluate_split(model, loader, device, opt, desc: str) -> Dict[str, Dict[str, float]]:
     """{evaltype: {metric: value}} for one split, with `opt.evaluation_metrics`."""
+    return embed_and_score(model, loader, device, opt, desc)[0]
+
+
+def embed_and_score(model, loader, device, opt, desc: str):
+    """(metrics {evaltype: {metric: value}}, features {evaltype: N x D}, labels N) for one split."""
     features, labels = embed(model, loader, device, opt.evaltypes, desc=desc)
-    return {
+    results = {
         e: metrics.compute_metrics(x, labels, opt.evaluation_metrics, seed=opt.seed, threads=max(1, opt.kernels))
         for e, x in features.items()
     }
+    return results, features, labels
