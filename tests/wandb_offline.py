@@ -10,15 +10,23 @@ import glob
 import json
 import os
 import struct
+import time
 from typing import Dict, Iterator, List, Tuple
 
 BLOCK = 32 * 1024
 HEADER = 7
 
 
+def _items(updates) -> dict:
+    """Key -> value of config or history items (W&B stores a key as `key` or as the path `nested_key`)."""
+    return {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in updates}
+
+
 def records(path: str) -> Iterator[bytes]:
     with open(path, "rb") as f:
         data = f.read()
+    if len(data) < HEADER:  # just created
+        return
     assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
     pos, parts = HEADER, []
     while pos + HEADER <= len(data):
@@ -30,6 +38,8 @@ def records(path: str) -> Iterator[bytes]:
         if kind == 0:  # zero padding up to the end of the block
             pos += left
             continue
+        if pos + HEADER + length > len(data):  # still being written
+            return
         chunk = data[pos + HEADER:pos + HEADER + length]
         pos += HEADER + length
         if kind == 1:
@@ -42,23 +52,40 @@ def records(path: str) -> Iterator[bytes]:
             yield b"".join(parts + [chunk])
 
 
-def read_offline_run(run_dir: str) -> Tuple[dict, Dict[str, object], List[dict]]:
+def read_offline_run(run_dir: str, wait_s: float = 60.0) -> Tuple[dict, Dict[str, object], List[dict]]:
     """(run record: id, project, group, name; config {key: value}; history rows) of the offline W&B runs in
-    `<run_dir>/wandb/offline-run-*` (several folders when a run was resumed)."""
-    from wandb.proto import wandb_internal_pb2
+    `<run_dir>/wandb/offline-run-*` (several folders when a run was resumed).
 
+    `run.finish()` can return before W&B's service process has written the log to disk, so each file is read
+    again until it ends with its `exit` record, for at most `wait_s` seconds.
+    """
+    paths = sorted(glob.glob(os.path.join(run_dir, "wandb", "offline-run-*", "run-*.wandb")))
+    assert paths, f"no offline W&B run in {run_dir}/wandb"
     info, config, history = {}, {}, []
-    for path in sorted(glob.glob(os.path.join(run_dir, "wandb", "offline-run-*", "run-*.wandb"))):
-        for raw in records(path):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(raw)
-            kind = record.WhichOneof("record_type")
+    for path in paths:
+        deadline = time.monotonic() + wait_s
+        parsed = _parse(path)
+        while "exit" not in [kind for kind, _ in parsed] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            parsed = _parse(path)
+        for kind, record in parsed:
             if kind == "run":
                 info = {"id": record.run.run_id, "project": record.run.project, "group": record.run.run_group,
                         "name": record.run.display_name}
-                config.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
+                config.update(_items(record.run.config.update))
             elif kind == "config":
-                config.update({item.key: json.loads(item.value_json) for item in record.config.update})
+                config.update(_items(record.config.update))
             elif kind == "history":
-                history.append({item.key: json.loads(item.value_json) for item in record.history.item})
+                history.append(_items(record.history.item))
     return info, config, history
+
+
+def _parse(path: str) -> list:
+    from wandb.proto import wandb_internal_pb2
+
+    parsed = []
+    for raw in records(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        parsed.append((record.WhichOneof("record_type"), record))
+    return parsed
