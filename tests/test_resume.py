@@ -94,17 +94,18 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_results(uninterru
 
 
 @pytest.mark.slow
-def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint(uninterrupted, capsys):
-    args, reference = uninterrupted
-    run_dir = os.path.join(os.path.dirname(reference["run_dir"]), "killed_saving")
-    run_killed(args + ["--savename", "killed_saving"], "--during-save", "2")  # the write after epoch 2
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_path, capsys):
+    source = write_cub_tree(str(tmp_path / "data"), n_classes=4, per_class=2)  # train: 4 images = 1 step
+    run_dir = str(tmp_path / "runs" / "cub200" / "killed_saving")
+    run_killed(TINY + ["--source_path", source, "--save_path", str(tmp_path / "runs"), "--n_epochs", "2",
+                       "--savename", "killed_saving", "--kernels", "0"], "--during-save", "2")  # the write after epoch 2
 
     partial = [n for n in os.listdir(run_dir) if n.startswith(".tmp_")]
     assert len(partial) == 1  # the half-written file, never renamed
     with pytest.raises(Exception):
         torch.load(os.path.join(run_dir, partial[0]), weights_only=True)
     state = resume.load(os.path.join(run_dir, resume.LAST_CHECKPOINT))
-    assert state["epoch"] == 0 and int(state["criterion"]["iteration"]) == 2
+    assert state["epoch"] == 0 and int(state["criterion"]["iteration"]) == 1
     assert [r[0] for r in csv_rows(run_dir, "Data_Train_loss.csv")] == ["epoch", "0", "1"]  # epoch 2 was logged
 
     dry = main.main(["--checkpoint", os.path.join(run_dir, resume.LAST_CHECKPOINT), "--dry_run"])
