@@ -179,7 +179,8 @@ def run_parameters(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("resume, dry run and pictures")
     g.add_argument("--checkpoint", default=None, type=str,
                    help="Resume a run: its folder, or a checkpoint_last.pth.tar file in it. The run keeps its settings; "
-                        "only --n_epochs, --kernels, --device, --gpu, --source_path and --log_online may change.")
+                        "only --n_epochs, --kernels, --device, --gpu, --source_path, --log_online and the picture "
+                        "flags may change (docs/runs.md).")
     g.add_argument("--dry_run", action="store_true",
                    help="Build data, model, criterion and optimizer, print the setup and exit without training.")
     g.add_argument("--plot_every", default=1, type=int,
