@@ -120,6 +120,11 @@ def loss_specific_parameters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--loss_arcface_lr", default=0.0005, type=float)
     g.add_argument("--loss_arcface_angular_margin", default=0.5, type=float)
     g.add_argument("--loss_arcface_feature_scale", default=16, type=float)
+    g.add_argument("--loss_proxyanchor_alpha", default=32, type=float, help="Proxy-Anchor scale alpha.")
+    g.add_argument("--loss_proxyanchor_delta", default=0.1, type=float, help="Proxy-Anchor margin delta.")
+    g.add_argument("--loss_proxyanchor_lrmulti", default=100, type=float, help="Proxy lr = --lr x this.")
+    g.add_argument("--loss_circle_m", default=0.4, type=float, help="Circle loss relaxation m.")
+    g.add_argument("--loss_circle_gamma", default=80, type=float, help="Circle loss scale gamma.")
 
 
 def batchmining_specific_parameters(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +137,12 @@ def batchmining_specific_parameters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--miner_rho_distance_upper_cutoff", default=1.4, type=float)
     g.add_argument("--miner_rho_distance_cp", default=0.2, type=float,
                    help="Probability of a rho triplet that pushes a same-class sample away.")
+    g.add_argument("--miner_parametric_mode", default="uniform", choices=["uniform", "hards", "semihards", "veryhards"],
+                   help="Which anchor-negative distances the parametric miner draws from.")
+    g.add_argument("--miner_parametric_n_support", default=100, type=int,
+                   help="Number of support points (bin edges) of the parametric miner's distance distribution.")
+    g.add_argument("--miner_parametric_support_lim", default=[0.0, 2.0], nargs=2, type=float, metavar=("LO", "HI"),
+                   help="Distance range of the parametric miner; negatives outside it are not drawn.")
 
 
 def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:

@@ -1,15 +1,54 @@
-"""Shared miner machinery: the base class and vectorised random choices over boolean masks."""
+"""Shared miner machinery: the base class, the tuple types miners return, and vectorised random choices."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from criteria.distances import euclidean, same_label_masks
 
 
+#: What a miner returns; a loss consumes exactly one kind (`Criterion.MINER_OUTPUT`).
+TRIPLETS, NPAIRS, LIFTED = "triplets", "npairs", "lifted"
+
+
+@dataclass(frozen=True)
+class NPairTuples:
+    """N-pair tuples: per anchor one positive and a set of negatives.
+
+    `anchors`, `positives`: LongTensor (A,) of batch indices; `negatives`: BoolTensor (A, B), row r marks the
+    negatives of anchor r. A = 0 for a batch without a valid tuple.
+    """
+
+    anchors: torch.Tensor
+    positives: torch.Tensor
+    negatives: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.anchors.shape[0]
+
+
+@dataclass(frozen=True)
+class LiftedTuples:
+    """Lifted-structure tuples: per anchor a set of positives and a set of negatives.
+
+    `anchors`: LongTensor (A,); `positives`, `negatives`: BoolTensor (A, B) masks over the batch.
+    """
+
+    anchors: torch.Tensor
+    positives: torch.Tensor
+    negatives: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.anchors.shape[0]
+
+
 class BatchMiner:
-    """Base class: `name` is the registry key; `bind(criterion)` lets a miner read the loss it serves."""
+    """Base class: `name` is the registry key, `OUTPUT` the kind of tuples returned (TRIPLETS, NPAIRS or
+    LIFTED); `bind(criterion)` lets a miner read the loss it serves."""
 
     name = "base"
+    OUTPUT = TRIPLETS
 
     def __init__(self, opt):
         self.opt = opt
@@ -44,6 +83,19 @@ def weighted_choice(log_weights: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     gumbel = -torch.log(-torch.log(u))
     scores = (log_weights + gumbel).masked_fill(~mask, float("-inf"))
     return scores.argmax(1)
+
+
+def nearest(dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per row, the column of the smallest distance among `mask` (arbitrary for rows without a True entry)."""
+    return dist.masked_fill(~mask, float("inf")).argmin(1)
+
+
+def first_nonempty(*masks: torch.Tensor) -> torch.Tensor:
+    """Per row, the first of `masks` that has a True entry in that row (the last one otherwise)."""
+    chosen = masks[-1]
+    for mask in reversed(masks[:-1]):
+        chosen = torch.where(mask.any(1, keepdim=True), mask, chosen)
+    return chosen
 
 
 def as_triplets(anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:

@@ -14,11 +14,27 @@ from utilities.registry import Registry
 REGISTRY: Registry = Registry("loss", "--loss")
 
 
+def allowed_miners(cls) -> list:
+    """Registry names of the miners loss class `cls` accepts: those of its kind, limited to ALLOWED_MINING_OPS."""
+    import batchminer
+
+    return sorted(name for name, miner in batchminer.REGISTRY.items()
+                  if miner.OUTPUT == cls.MINER_OUTPUT
+                  and (cls.ALLOWED_MINING_OPS is None or name in cls.ALLOWED_MINING_OPS))
+
+
+def _accepts(cls, miner) -> bool:
+    return getattr(miner, "OUTPUT", None) == cls.MINER_OUTPUT and (
+        cls.ALLOWED_MINING_OPS is None or miner.name in cls.ALLOWED_MINING_OPS)
+
+
 def _check_miner(loss_name: str, miner_name: str, flag: str) -> None:
+    import batchminer
+
     cls = REGISTRY.lookup(loss_name) if flag == "--loss" else _lookup_sub(loss_name, flag)
-    if cls.REQUIRES_BATCHMINER and cls.ALLOWED_MINING_OPS is not None and miner_name not in cls.ALLOWED_MINING_OPS:
+    if cls.REQUIRES_BATCHMINER and not _accepts(cls, batchminer.REGISTRY[miner_name]):
         raise UsageError(
-            f"--batch_mining {miner_name} cannot serve {flag} {loss_name}; allowed: {', '.join(cls.ALLOWED_MINING_OPS)}"
+            f"--batch_mining {miner_name} cannot serve {flag} {loss_name}; allowed: {', '.join(allowed_miners(cls))}"
         )
 
 
@@ -54,9 +70,9 @@ def select(name: str, opt, batchminer=None, embed_dim: Optional[int] = None):
     if cls.REQUIRES_BATCHMINER:
         if batchminer is None:
             batchminer = miners.select(opt.batch_mining, opt)
-        if cls.ALLOWED_MINING_OPS is not None and batchminer.name not in cls.ALLOWED_MINING_OPS:
+        if not _accepts(cls, batchminer):
             raise UsageError(
-                f"--batch_mining {batchminer.name} cannot serve loss {name}; allowed: {', '.join(cls.ALLOWED_MINING_OPS)}"
+                f"--batch_mining {batchminer.name} cannot serve loss {name}; allowed: {', '.join(allowed_miners(cls))}"
             )
     else:
         batchminer = None
@@ -68,3 +84,6 @@ def select(name: str, opt, batchminer=None, embed_dim: Optional[int] = None):
 
 # Importing the loss modules fills REGISTRY.
 from criteria import contrastive, margin, multisimilarity, s2sd, triplet  # noqa: E402,F401
+from criteria import (  # noqa: E402,F401
+    angular, arcface, circle, histogram, lifted, npair, proxyanchor, proxynca, quadruplet, snr, softmax, softtriplet,
+)

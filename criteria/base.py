@@ -12,7 +12,9 @@ class Criterion(nn.Module):
 
     Class attributes a loss sets:
       * `REQUIRES_BATCHMINER`: the loss consumes mined tuples and needs `--batch_mining`;
-      * `ALLOWED_MINING_OPS`: the registry names of the miners it accepts (None: every triplet miner).
+      * `ALLOWED_MINING_OPS`: the registry names of the miners it accepts (None: every miner of its kind);
+      * `MINER_OUTPUT`: the kind of tuples it consumes (batchminer.base TRIPLETS, NPAIRS or LIFTED); a miner
+        of another kind is refused, so `--loss triplet --batch_mining npair` stops at parse time.
 
     `param_groups()` returns the optimizer groups of the loss's own parameters (proxies, class weights,
     margins), each with its own lr; a loss without parameters returns []. Inside S2SD these groups are kept
@@ -24,6 +26,7 @@ class Criterion(nn.Module):
 
     REQUIRES_BATCHMINER: bool = False
     ALLOWED_MINING_OPS: Optional[Sequence[str]] = None
+    MINER_OUTPUT: str = "triplets"
 
     def __init__(self, opt, batchminer=None, embed_dim: Optional[int] = None):
         super().__init__()

@@ -24,7 +24,10 @@ Where this differs from the reference code (REFERENCE.md §2.17, §6) and why:
 * each sub-criterion's parameters keep their own optimizer group and lr (margin beta at its beta lr ...);
 * the target branches get the network's weight decay (the reference gave them none);
 * the iteration counter is a buffer, so checkpoints carry it and a resumed run keeps the delay;
-* miners are built only for sub-criteria that use them, each told the margin of the loss it serves.
+* miners are built only for sub-criteria that use them, each told the margin of the loss it serves;
+* `last_tuple_count` is the smallest count of the source and target criteria, so a step counts as
+  degenerate in the logs when any of them had nothing to learn from (the branches see the same labels, so
+  a batch without positives starves all of them at once; a miner can still starve only one).
 """
 from __future__ import annotations
 
@@ -116,5 +119,6 @@ class S2SD(Criterion):
         if self.training:
             self.iteration += 1
         self.last_terms = terms
-        self.last_tuple_count = self.source_criterion.last_tuple_count
+        counts = [c.last_tuple_count for c in (self.source_criterion, *self.target_criteria)]
+        self.last_tuple_count = torch.stack([torch.as_tensor(c, device=batch.device) for c in counts]).min()
         return loss

@@ -45,3 +45,15 @@ def cub_tree(tmp_path):
     def make(n_classes: int = 6, per_class: int = 3) -> str:
         return write_cub_tree(str(tmp_path / "data"), n_classes, per_class)
     return make
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for modules of many tiny tensor ops: on a loaded 2-core machine, thread hand-offs
+    cost more than these ops, by an order of magnitude."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

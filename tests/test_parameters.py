@@ -68,8 +68,12 @@ def test_prefix_abbreviations_are_off(capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--loss", "nope"], "--loss: unknown loss 'nope'; choose one of: contrastive, margin, multisimilarity, s2sd, triplet"),
-    (["--batch_mining", "nope"], "--batch_mining: unknown batch miner 'nope'; choose one of: distance, random, rho_distance, semihard, softhard"),
+    (["--loss", "nope"], "--loss: unknown loss 'nope'; choose one of: angular, arcface, circle, contrastive, histogram, "
+                         "lifted, margin, multisimilarity, npair, proxyanchor, proxynca, quadruplet, s2sd, snr, softmax, "
+                         "softtriplet, triplet"),
+    (["--batch_mining", "nope"], "--batch_mining: unknown batch miner 'nope'; choose one of: distance, epdn, ephn, epshn, "
+                                 "intra_random, lifted, npair, parametric, random, random_distance, rho_distance, "
+                                 "semihard, softhard"),
     (["--arch", "vgg16"], "--arch: unknown architecture 'vgg16' (from 'vgg16'); choose one of: "),
     (["--dataset", "mnist"], "--dataset: unknown dataset 'mnist'; choose one of: cub200, glyphs"),
     (["--bs", "100", "--samples_per_class", "3"], "--bs 100 is not divisible by --samples_per_class 3"),
@@ -82,14 +86,32 @@ def test_bad_flags_give_one_line_and_status_2(capsys, argv, message):
     assert message in error_line(capsys, argv)
 
 
-def test_a_miner_the_loss_does_not_allow_is_refused(capsys, monkeypatch):
-    import criteria
+TRIPLET_MINERS = ("distance, epdn, ephn, epshn, intra_random, parametric, random, random_distance, rho_distance, "
+                  "semihard, softhard")
 
-    class PairOnly(criteria.REGISTRY["triplet"]):
-        ALLOWED_MINING_OPS = ("random",)
 
-    monkeypatch.setitem(criteria.REGISTRY, "pair_only", PairOnly)
-    err = error_line(capsys, ["--loss", "pair_only", "--batch_mining", "semihard"])
-    assert "--batch_mining semihard cannot serve --loss pair_only; allowed: random" in err
-    err = error_line(capsys, ["--loss", "s2sd", "--loss_s2sd_target", "pair_only", "--batch_mining", "distance"])
-    assert "--batch_mining distance cannot serve --loss_s2sd_target pair_only; allowed: random" in err
+@pytest.mark.parametrize("argv,message", [
+    (["--loss", "triplet", "--batch_mining", "npair"],
+     f"--batch_mining npair cannot serve --loss triplet; allowed: {TRIPLET_MINERS}"),
+    (["--loss", "margin", "--batch_mining", "lifted"],
+     f"--batch_mining lifted cannot serve --loss margin; allowed: {TRIPLET_MINERS}"),
+    (["--loss", "npair", "--batch_mining", "distance"], "--batch_mining distance cannot serve --loss npair; allowed: npair"),
+    (["--loss", "angular", "--batch_mining", "lifted"], "--batch_mining lifted cannot serve --loss angular; allowed: npair"),
+    (["--loss", "lifted", "--batch_mining", "npair"], "--batch_mining npair cannot serve --loss lifted; allowed: lifted"),
+    (["--loss", "s2sd", "--loss_s2sd_target", "npair", "--batch_mining", "distance"],
+     "--batch_mining distance cannot serve --loss_s2sd_target npair; allowed: npair"),
+    (["--loss", "s2sd", "--loss_s2sd_source", "quadruplet", "--batch_mining", "npair"],
+     f"--batch_mining npair cannot serve --loss_s2sd_source quadruplet; allowed: {TRIPLET_MINERS}"),
+])
+def test_a_miner_the_loss_does_not_allow_is_refused(capsys, argv, message):
+    assert message in error_line(capsys, argv)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--loss", "npair", "--batch_mining", "npair"],
+    ["--loss", "s2sd", "--loss_s2sd_source", "angular", "--loss_s2sd_target", "npair", "--batch_mining", "npair"],
+    ["--loss", "s2sd", "--loss_s2sd_source", "lifted", "--loss_s2sd_target", "softmax", "--batch_mining", "lifted"],
+    ["--loss", "proxyanchor", "--batch_mining", "npair"],  # a loss without a miner ignores --batch_mining
+])
+def test_a_miner_of_the_right_kind_is_accepted(argv):
+    assert parameters.parse(argv).batch_mining == argv[-1]
