@@ -19,14 +19,14 @@ import criteria
 import datasets
 import evaluation
 import parameters
-from utilities import online
+from utilities import embedding_map, online, progression_plots, resume, retrieval_grid
 from utilities.checkpoint import best_checkpoint_name, save_atomic
 from utilities.device import resolve_device
 from utilities.errors import UsageError
 from utilities.logger import PROTOCOLS, RunLogger, epoch_line, summary_key
 from utilities.run_folder import jsonable_options, make_run_dir, run_name, write_parameters
 from utilities.seeding import seed_everything, worker_init
-from utilities.training import train_one_epoch
+from utilities.training import TrainingDiverged, train_one_epoch
 
 
 def build_optimizer(opt, model, criterion):
@@ -41,14 +41,19 @@ def build_optimizer(opt, model, criterion):
 
 
 def build_loaders(opt, splits: dict, device) -> dict:
-    """The training loader (batch sampler) and, per evaluated split, {"query": loader[, "gallery": loader]}."""
+    """The training loader (batch sampler) and, per evaluated split, {"query": loader[, "gallery": loader]}.
+
+    The training loader starts its workers afresh each epoch, seeded from its own generator, whose state the
+    `last` checkpoint keeps, so a resumed run draws the same augmentations (utilities/resume.py).
+    """
     workers = 0 if splits["training"].in_memory else min(opt.kernels, os.cpu_count() or 1)
-    common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=worker_init,
-                  persistent_workers=workers > 0, generator=torch.Generator().manual_seed(opt.seed))
+    common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=worker_init)
     sampler = datasets.select_sampler(opt.data_sampler, splits["training"], opt)
-    loaders = {"training": DataLoader(splits["training"], batch_sampler=sampler, **common)}
+    loaders = {"training": DataLoader(splits["training"], batch_sampler=sampler, persistent_workers=False,
+                                      generator=torch.Generator().manual_seed(opt.seed), **common)}
     for split, sets in evaluation.evaluated_sets(splits, include_train=not opt.no_train_metrics).items():
-        loaders[split] = {role: DataLoader(dataset, batch_size=opt.bs, shuffle=False, **common)
+        loaders[split] = {role: DataLoader(dataset, batch_size=opt.bs, shuffle=False, persistent_workers=workers > 0,
+                                           generator=torch.Generator().manual_seed(opt.seed), **common)
                           for role, dataset in sets.items()}
     return loaders
 
@@ -72,7 +77,15 @@ def describe(opt, splits, model, device) -> str:
     ])
 
 
-def train(opt) -> dict:
+def draw_pictures(opt, run_dir: str, epoch: int, test_split, test_features, queries) -> None:
+    """The progression plots of every logged group, and the retrieval grid of `queries` in the test split."""
+    progression_plots.draw_all(run_dir)
+    if len(queries):
+        retrieval_grid.draw(os.path.join(run_dir, "Retrieval_Grids", f"Test_epoch_{epoch:03d}.png"), test_split,
+                            *test_features, queries, opt.retrieval_k, f"Test retrieval after epoch {epoch + 1}/{opt.n_epochs}")
+
+
+def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
     device = resolve_device(opt)
     seed_everything(opt.seed)
     splits = datasets.select(opt.dataset, opt, opt.source_path)
@@ -82,28 +95,58 @@ def train(opt) -> dict:
     criterion = criteria.select(opt.loss, opt).to(device)
     optimizer, scheduler = build_optimizer(opt, model, criterion)
     loaders = build_loaders(opt, splits, device)
+    parts = dict(model=model, criterion=criterion, optimizer=optimizer, scheduler=scheduler, loader=loaders["training"])
+    start_epoch = resume.restore(resumed.state, **parts) if resumed else 0
+    if opt.dry_run:
+        print(describe(opt, splits, model, device), flush=True)
+        where = f"; --checkpoint would continue {resumed.run_dir} at epoch {start_epoch + 1}" if resumed else ""
+        print(f"Dry run: data, model, criterion and optimizer built; nothing trained{where}.", flush=True)
+        return {"dry_run": True, "best": {}, "last": {}, "epochs": 0, "train_seconds": 0.0, "run_dir": None}
 
-    run_dir = make_run_dir(opt)
+    run_dir = resumed.run_dir if resumed else make_run_dir(opt)
     write_parameters(run_dir, opt)
-    online_run = online.start(opt, run_dir, run_name(opt))
-    logger = RunLogger(run_dir, online_run)
+    logger = RunLogger(run_dir)
+    train_seconds, online_ref = 0.0, {"name": run_name(opt)}
+    if resumed:
+        resume.remove_partial_writes(run_dir)
+        logger.restore(resumed.state["history"], start_epoch - 1)
+        train_seconds, online_ref = resumed.state["train_seconds"], resumed.state["online"] or online_ref
+        print(f"Resuming {run_dir} from {os.path.basename(resumed.path)} at epoch {start_epoch + 1}/{opt.n_epochs}",
+              flush=True)
+    online_run = online.start(opt, run_dir, online_ref["name"], run_id=online_ref.get("id"))
+    if online_run is not None:
+        online_ref = {"name": online_ref["name"], "id": online_run.id}
+    logger.online = online_run
     print(describe(opt, splits, model, device), flush=True)
 
     storage_split = "Val" if "Val" in loaders else "Test"
-    train_seconds = 0.0
-    for epoch in range(opt.n_epochs):
-        stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch)
+    last_path = os.path.join(run_dir, resume.LAST_CHECKPOINT)
+    # The retrieval grid ranks a split against itself; query/gallery datasets (In-Shop) get no grid.
+    test_split = splits.get("testing")
+    queries = retrieval_grid.pick_queries(len(test_split) if test_split is not None else 0, opt.retrieval_queries,
+                                          opt.seed)
+    test_features = None
+    for epoch in range(start_epoch, opt.n_epochs):
+        try:
+            stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch)
+        except TrainingDiverged as err:
+            kept = f"the last good checkpoint is {last_path}" if os.path.exists(last_path) else "no epoch completed"
+            raise TrainingDiverged(f"{err}; stopped, {kept}") from None
         train_seconds += stats["seconds"]
         logger.log_group("Train", "loss", {k: v for k, v in stats.items() if k not in ("seconds", "degenerate_steps")}, epoch)
         logger.log_group("Train", "degenerate_steps", {"degenerate_steps": stats["degenerate_steps"]}, epoch)
         logger.log_group("Train", "time", {"time": stats["seconds"]}, epoch)
+        logger.log_online({"Train: epochs": epoch})
 
         eval_start = time.time()
         results = {}
         for split in ("Test", "Val", "Train"):
             if split in loaders:
-                results[split] = evaluation.evaluate_split(model, loaders[split], device, opt, desc=f"Embedding {split} Data")
+                results[split], features, labels = evaluation.embed_and_score(
+                    model, loaders[split], device, opt, desc=f"Embedding {split} Data")
                 logger.log_metrics(split, results[split], epoch)
+                if split == "Test":
+                    test_features = (features[opt.evaltypes[0]], labels)
         eval_seconds = time.time() - eval_start
         logger.flush_online(epoch)
         print(epoch_line(epoch, opt.n_epochs, stats["loss"], results, stats["seconds"], eval_seconds), flush=True)
@@ -117,6 +160,17 @@ def train(opt) -> dict:
                                 os.path.join(run_dir, best_checkpoint_name(storage_split, evaltype, metric)))
         if scheduler is not None:
             scheduler.step()
+        if opt.plot_every and ((epoch + 1) % opt.plot_every == 0 or epoch + 1 == opt.n_epochs):
+            draw_pictures(opt, run_dir, epoch, test_split, test_features, queries)
+        save_atomic(resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
+                                          opt_dict=jsonable_options(opt), online=online_ref), last_path)
+
+    if opt.tsne_points and "Test" in loaders:
+        if test_features is None:
+            features, labels, _, _ = evaluation.embed_split(model, loaders["Test"], device, opt, "Embedding Test Data")
+            test_features = (features[opt.evaltypes[0]], labels)
+        if len(test_features[1]) >= 3:
+            embedding_map.draw(run_dir, "Test", *test_features, opt.tsne_points, opt.seed)
 
     summary = {"best": logger.best(), "last": logger.last(), "protocols": PROTOCOLS, "epochs": opt.n_epochs,
                "train_seconds": train_seconds, "run_dir": run_dir}
@@ -130,7 +184,8 @@ def train(opt) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     opt = parameters.parse(argv)
     try:
-        return train(opt)
+        resumed = resume.prepare(opt, argv) if opt.checkpoint else None
+        return train(resumed.opt if resumed else opt, resumed)
     except UsageError as err:
         sys.stderr.write(f"main.py: error: {err}\n")
         raise SystemExit(2) from None

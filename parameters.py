@@ -191,6 +191,23 @@ def s2sd_parameters(parser: argparse.ArgumentParser) -> None:
                    default=1000, type=int, help="Training iterations before feature distillation starts.")
 
 
+def run_parameters(parser: argparse.ArgumentParser) -> None:
+    """Resuming, dry runs and the pictures a run draws (docs/runs.md)."""
+    g = parser.add_argument_group("resume, dry run and pictures")
+    g.add_argument("--checkpoint", default=None, type=str,
+                   help="Resume a run: its folder, or a checkpoint_last.pth.tar file in it. The run keeps its settings; "
+                        "only --n_epochs, --kernels, --device, --gpu, --source_path, --log_online and the picture "
+                        "flags may change (docs/runs.md).")
+    g.add_argument("--dry_run", action="store_true",
+                   help="Build data, model, criterion and optimizer, print the setup and exit without training.")
+    g.add_argument("--plot_every", default=1, type=int,
+                   help="Redraw the progression plots and the retrieval grid every N epochs and after the last (0: never).")
+    g.add_argument("--retrieval_queries", default=8, type=int, help="Test queries in the retrieval grid (0: no grid).")
+    g.add_argument("--retrieval_k", default=5, type=int, help="Neighbours shown per query in the retrieval grid.")
+    g.add_argument("--tsne_points", default=2000, type=int,
+                   help="At the end, a t-SNE map of at most this many test embeddings (0: no map).")
+
+
 GROUPS = (
     basic_training_parameters,
     batch_creation_parameters,
@@ -198,6 +215,7 @@ GROUPS = (
     loss_specific_parameters,
     wandb_parameters,
     s2sd_parameters,
+    run_parameters,
 )
 
 
@@ -237,6 +255,8 @@ def validate(opt: argparse.Namespace) -> None:
     criteria.check_loss_and_miner(opt)
     metrics.check_names(opt.evaluation_metrics, flag="--evaluation_metrics")
     evaluation.evaltypes.check(opt.evaltypes)
+    if min(opt.plot_every, opt.retrieval_queries, opt.tsne_points) < 0 or opt.retrieval_k < 1:
+        raise UsageError("--plot_every, --retrieval_queries and --tsne_points must be >= 0, --retrieval_k >= 1")
     for name in opt.storage_metrics:
         if name not in opt.evaluation_metrics:
             raise UsageError(

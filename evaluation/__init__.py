@@ -68,11 +68,9 @@ def metric_backend(opt, device) -> Tuple[str, object]:
     return "torch", device
 
 
-def evaluate_split(model, loaders, device, opt, desc: str) -> Dict[str, Dict[str, float]]:
-    """{evaltype: {metric: value}} for one split, with `opt.evaluation_metrics`.
-
-    `loaders` is a DataLoader or {"query": loader[, "gallery": loader]}.
-    """
+def embed_split(model, loaders, device, opt, desc: str):
+    """Embed one evaluated split: ({evaltype: query features}, query labels, {evaltype: gallery features},
+    gallery labels or None). `loaders` is a DataLoader or {"query": loader[, "gallery": loader]}."""
     if not isinstance(loaders, Mapping):
         loaders = {"query": loaders}
     keys = evaltype_parsing.output_keys(opt.evaltypes)
@@ -82,11 +80,23 @@ def evaluate_split(model, loaders, device, opt, desc: str) -> Dict[str, Dict[str
         gallery, gallery_labels = embed(model, loaders["gallery"], device, keys, desc=desc.replace(" Data", " Gallery"))
     query_features = evaltype_parsing.features(opt.evaltypes, query)
     gallery_features = evaltype_parsing.features(opt.evaltypes, gallery) if gallery else {}
+    return query_features, query_labels, gallery_features, gallery_labels
+
+
+def embed_and_score(model, loaders, device, opt, desc: str):
+    """(metrics {evaltype: {metric: value}}, query features {evaltype: N x D}, query labels N) for one split."""
+    query_features, query_labels, gallery_features, gallery_labels = embed_split(model, loaders, device, opt, desc)
     backend, metric_device = metric_backend(opt, device)
     options = dict(n_clusters=opt.n_classes if opt.kmeans_train_classes else None, seed=opt.seed,
                    threads=max(1, min(opt.kernels, os.cpu_count() or 1)), backend=backend, device=metric_device)
-    return {
+    results = {
         name: metrics.compute_metrics(x, query_labels, opt.evaluation_metrics, gallery=gallery_features.get(name),
                                       gallery_labels=gallery_labels, **options)
         for name, x in query_features.items()
     }
+    return results, query_features, query_labels
+
+
+def evaluate_split(model, loaders, device, opt, desc: str) -> Dict[str, Dict[str, float]]:
+    """{evaltype: {metric: value}} for one split, with `opt.evaluation_metrics`."""
+    return embed_and_score(model, loaders, device, opt, desc)[0]

@@ -49,6 +49,20 @@ def _lower_is_better(key: str) -> bool:
         return False
 
 
+LOWER_IS_BETTER_GROUPS = ("loss", "time", "degenerate_steps")
+
+
+def lower_is_better(group: str, name: str) -> bool:
+    """Direction of a logged value by its group and segment: every term of the loss group (S2SD's too), times
+    and counts of degenerate steps go down; metrics say their own direction; anything else goes up."""
+    if group in LOWER_IS_BETTER_GROUPS:
+        return True
+    try:
+        return not metrics.higher_is_better(name)
+    except Exception:  # not a metric name
+        return False
+
+
 class RunLogger:
     """Writes CSV rows, keeps the history of every value, and forwards each epoch to an online logger."""
 
@@ -82,6 +96,23 @@ class RunLogger:
                 groups.setdefault(metric_group(evaltype, name), {})[name] = value
             for group, group_values in groups.items():
                 self.log_group(split, group, group_values, epoch, evaltype)
+
+    def log_online(self, values: Dict[str, float]) -> None:
+        """Values sent to W&B with this epoch's row only (no CSV, no summary), e.g. the reference's `Train: epochs`."""
+        self._pending_online.update(values)
+
+    def restore(self, history: Dict[str, List[float]], last_epoch: int) -> None:
+        """Continue a run from a checkpoint taken after `last_epoch`: take its history and drop the CSV rows of
+        later epochs (those an interrupted epoch had already written)."""
+        self.history = {key: list(values) for key, values in history.items()}
+        for name in sorted(os.listdir(self.csv_dir)):
+            path = os.path.join(self.csv_dir, name)
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= last_epoch]
+            if len(kept) != len(rows):
+                with open(path, "w", newline="") as f:
+                    csv.writer(f).writerows(kept)
 
     def flush_online(self, epoch: int) -> None:
         if self.online is not None and self._pending_online:
