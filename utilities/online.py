@@ -27,6 +27,8 @@ def start(opt, run_dir: str, name: str, run_id: Optional[str] = None):
     mode = os.environ.get("WANDB_MODE", "").lower()
     if not os.environ.get("WANDB_API_KEY") and mode not in OFFLINE_MODES:
         raise UsageError("--log_online: export WANDB_API_KEY=<key>, or WANDB_MODE=offline to log locally and sync later")
+    # The mode is passed explicitly: wandb caches its settings per process, so a second run in the same process
+    # (tests, notebooks) would otherwise keep the first run's mode.
     return wandb.init(project=opt.project, group=opt.group, name=name, dir=run_dir, id=run_id,
-                      resume="allow" if run_id else None, config=jsonable_options(opt),
+                      resume="allow" if run_id else None, config=jsonable_options(opt), mode=mode or None,
                       settings=wandb.Settings(silent=True))
