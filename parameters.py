@@ -40,6 +40,8 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--use_tv_split", action="store_true", help="Split the training classes into train and validation.")
     g.add_argument("--tv_split_by_samples", action="store_true", help="Split by samples per class instead of by classes.")
     g.add_argument("--tv_split_perc", default=0.8, type=float, help="Fraction of the training data kept for training.")
+    g.add_argument("--folder_train_perc", default=0.5, type=float,
+                   help="--dataset folder: fraction of the class folders (sorted by name) that train; the rest test.")
     g.add_argument("--augmentation", default="base", choices=["base", "adv", "big", "red"], help="Training augmentation.")
     g.add_argument("--lr", default=0.00001, type=float, help="Learning rate of the network (and the S2SD heads).")
     g.add_argument("--fc_lr", default=-1, type=float, help="If >= 0, own learning rate for the embedding layer.")

@@ -1,4 +1,4 @@
-"""Backbones: `select(arch, opt)` builds `<name>[_frozen][_normalize][_double]`.
+"""Backbones: `select(arch, opt)` builds `<family>[_frozen][_normalize][_double][:<model name>]`.
 
 Every backbone is an `EmbeddingNetwork` (architectures/base.py): forward returns
 `{"embeds": B x D, "avg_features": B x F, "features": B x F x h x w}` and it has `feature_dim` = F.
@@ -7,25 +7,39 @@ Modifiers are parsed once here, never by substring tests elsewhere:
 * `frozen`: BatchNorm layers keep their (ImageNet) running statistics, also under `model.train()`;
 * `normalize`: the embedding is L2-normalised;
 * `double`: pooled features are global average + global max pooling.
+
+Families that wrap a library of models (`timm`) take the model name after a colon, verbatim:
+`timm_frozen_normalize:convnext_tiny`. The modifiers belong to the family part before the colon, so a
+model name is never cut at an underscore, whatever it ends with.
+
+Each family also declares its input convention (`INPUTS`, see architectures/inputs.py), which
+`datasets.select` reads through `input_convention(arch)`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import FrozenSet
+from typing import FrozenSet, Set
 
+from architectures.inputs import InputConvention
 from utilities.errors import UsageError
 from utilities.registry import Registry
 
 REGISTRY: Registry = Registry("architecture", "--arch")
+#: family name -> (ArchSpec -> InputConvention)
+INPUTS: Registry = Registry("input convention", "--arch")
+#: families whose name is followed by `:<model name>`
+TAKES_MODEL_NAME: Set[str] = set()
 MODIFIERS = ("frozen", "normalize", "double")
 
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """A parsed `--arch` string: the registered family name and its modifiers."""
+    """A parsed `--arch` string: the registered family name, its modifiers and, for library families
+    such as timm, the model name after the colon."""
 
     name: str
     modifiers: FrozenSet[str]
+    model_name: str = ""
 
     @property
     def frozen(self) -> bool:
@@ -41,8 +55,10 @@ class ArchSpec:
 
 
 def parse_arch(arch: str) -> ArchSpec:
-    """Split `arch` into a registered name and modifiers: trailing `_frozen`, `_normalize`, `_double` in any order."""
-    tokens = arch.split("_")
+    """Split `arch` into a registered family, its modifiers (trailing `_frozen`, `_normalize`, `_double` in
+    any order) and, after a colon, the model name of a library family."""
+    family, colon, model_name = arch.partition(":")
+    tokens = family.split("_")
     modifiers = []
     while len(tokens) > 1 and tokens[-1] in MODIFIERS:
         modifiers.append(tokens.pop())
@@ -54,7 +70,20 @@ def parse_arch(arch: str) -> ArchSpec:
         )
     if len(set(modifiers)) != len(modifiers):
         raise UsageError(f"--arch {arch}: a modifier is repeated")
-    return ArchSpec(name, frozenset(modifiers))
+    if name in TAKES_MODEL_NAME and not model_name:
+        raise UsageError(
+            f"--arch {arch}: {name} needs a model name after a colon, modifiers before it: "
+            f"{name}[_{'][_'.join(MODIFIERS)}]:<model name>, e.g. {name}_frozen_normalize:resnet50"
+        )
+    if name not in TAKES_MODEL_NAME and colon:
+        raise UsageError(f"--arch {arch}: '{name}' takes no ':<model name>'")
+    return ArchSpec(name, frozenset(modifiers), model_name)
+
+
+def input_convention(arch: str) -> InputConvention:
+    """The input convention (scale, channel order, mean, std, size) of the backbone named by `arch`."""
+    spec = parse_arch(arch)
+    return INPUTS.lookup(spec.name)(spec)
 
 
 def select(arch: str, opt):
@@ -63,5 +92,5 @@ def select(arch: str, opt):
     return REGISTRY[spec.name](spec, opt)
 
 
-# Importing the family modules fills REGISTRY.
-from architectures import resnet  # noqa: E402,F401
+# Importing the family modules fills REGISTRY and INPUTS.
+from architectures import bninception, efficientnet_lite, googlenet, resnet, timm_models  # noqa: E402,F401

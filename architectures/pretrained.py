@@ -13,11 +13,14 @@ def cache_dir() -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints")
 
 
-def find_weights(arch_name: str, file_names: Sequence[str], opt) -> Optional[str]:
+def find_weights(arch_name: str, file_names: Sequence[str], opt, locations: Sequence[str] = (),
+                 alternative: str = "") -> Optional[str]:
     """Return the weight file to load, None for `--not_pretrained`, or raise the one-line "where to put it" error.
 
-    `file_names` are the published file names (torchvision's), looked up in the torch hub cache
-    ($TORCH_HOME/hub/checkpoints).
+    Looked up in order: `--pretrained_path`; the published `file_names` (torchvision's, Cadene's, timm's)
+    in the torch hub cache ($TORCH_HOME/hub/checkpoints); then `locations`, full paths of other local
+    copies (a pip-installed weights package, the Hugging Face cache). `alternative` is a further way to
+    get the file, named first in the error.
     """
     if opt.not_pretrained:
         return None
@@ -25,13 +28,16 @@ def find_weights(arch_name: str, file_names: Sequence[str], opt) -> Optional[str
         if not os.path.isfile(opt.pretrained_path):
             raise UsageError(f"--pretrained_path: no such file: {opt.pretrained_path}")
         return opt.pretrained_path
-    for name in file_names:
-        path = os.path.join(cache_dir(), name)
+    candidates = [os.path.join(cache_dir(), name) for name in file_names] + list(locations)
+    for path in candidates:
         if os.path.isfile(path):
             return path
+    ways = [alternative] if alternative else []
+    if file_names:
+        ways.append(f"put {file_names[0]} in {cache_dir()}/")
     raise UsageError(
-        f"--arch {arch_name}: ImageNet weights not found; put {file_names[0]} in {cache_dir()}/ "
-        f"or pass --pretrained_path FILE, or pass --not_pretrained to train from scratch"
+        f"--arch {arch_name}: ImageNet weights not found; {' or '.join(ways)}"
+        f"{' or ' if ways else ''}pass --pretrained_path FILE, or pass --not_pretrained to train from scratch"
     )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from architectures import REGISTRY, ArchSpec
+from architectures import INPUTS, REGISTRY, ArchSpec
 from architectures.base import EmbeddingNetwork
+from architectures.inputs import IMAGENET
 from architectures.pretrained import find_weights, load_state_dict
 from utilities.errors import UsageError
 
@@ -49,6 +50,14 @@ def _build(spec: ArchSpec, opt, resnet: ResNet, feature_dim: int, weight_files) 
         _load_imagenet(trunk, path, spec.name)
     return EmbeddingNetwork(trunk, feature_dim, opt.embed_dim, normalize=spec.normalize, double=spec.double,
                             frozen=spec.frozen, name=spec.name)
+
+
+@INPUTS.register("resnet50")
+@INPUTS.register("resnet18")
+@INPUTS.register("slimresnet18")
+def imagenet_inputs(spec: ArchSpec):
+    """torchvision's ImageNet convention: RGB in [0, 1], ImageNet mean and std, 224 crop."""
+    return IMAGENET
 
 
 @REGISTRY.register("resnet50")

@@ -1,28 +1,38 @@
 """Datasets: `select(name, opt, source_path)` returns the splits of a dataset.
 
-Returns `{"training", "evaluation", "testing"[, "validation"]}`: `training` (train images, train
-transforms, fed by the batch sampler), `evaluation` (train images, eval transforms: the "Train" metrics),
-`testing` (unseen classes, eval transforms) and, with --use_tv_split, `validation`. Each item is
-`(label, image_tensor, index)`.
+A dataset module registers `(root, opt) -> Layout` (datasets/layout.py): the class names, the training
+images, and either the test images or In-Shop's query and gallery images. `select` turns it into
+`DMLDataset`s (items `(label, image_tensor, index)`, labels 0..C-1 within each split):
 
-A dataset module registers a function `(root, opt) -> (sources, labels, class_names, n_train_classes)`,
-where sources are file paths or an N x H x W uint8 array, labels run over all classes in split order, and
-the first `n_train_classes` classes train.
+* `training`: training images, training transforms (fed by the batch sampler);
+* `evaluation`: the same images, evaluation transforms (the "Train" metrics);
+* `testing`: unseen classes, evaluation transforms, evaluated all against all; or, for a query/gallery
+  layout, `testing_query` and `testing_gallery`, labelled jointly (same label = same item in both);
+* with --use_tv_split, `validation`: classes (or, with --tv_split_by_samples, images) taken out of the
+  training images, evaluated all against all, whatever the test protocol of the dataset.
+
+Transforms follow the input convention of the backbone (`architectures.input_convention(--arch)`).
 """
 from __future__ import annotations
 
 import os
+from typing import List, Sequence
 
 import numpy as np
 
+import architectures
 from datasets import transforms
-from datasets.base import ArrayDataset, FileDataset, relabel, train_val_split
+from datasets.base import ArrayDataset, DMLDataset, FileDataset, relabel, train_val_split
+from datasets.layout import Layout, Part
 from datasets.samplers import SAMPLERS, select as select_sampler  # noqa: F401
 from utilities.errors import UsageError
 from utilities.registry import Registry
 
 REGISTRY: Registry = Registry("dataset", "--dataset")
+#: datasets shipped in the repository: no --source_path
 EMBEDDED = {"glyphs"}
+#: datasets whose tree is --source_path itself rather than <source_path>/<name>
+TREE_AT_SOURCE = {"folder"}
 
 
 def dataset_root(name: str, source_path: str) -> str:
@@ -35,35 +45,59 @@ def dataset_root(name: str, source_path: str) -> str:
     raise UsageError(f"--source_path: dataset folder not found: {candidate}")
 
 
-def _subset(sources, mask: np.ndarray):
-    if isinstance(sources, np.ndarray):
-        return sources[mask]
-    return [s for s, keep in zip(sources, mask) if keep]
+def _root(name: str, source_path: str):
+    if name in EMBEDDED:
+        return None
+    if name in TREE_AT_SOURCE:
+        if not os.path.isdir(source_path):
+            raise UsageError(f"--source_path: folder not found: {source_path}")
+        return source_path
+    return dataset_root(name, source_path)
 
 
-def _make(sources, labels, class_names, transform):
-    labels, names = relabel(labels, class_names)
+def _dataset(sources, labels: np.ndarray, class_names: Sequence[str], transform) -> DMLDataset:
     if isinstance(sources, np.ndarray):
-        return ArrayDataset(sources, labels, names, transform)
-    return FileDataset(sources, labels, names, transform)
+        return ArrayDataset(sources, labels, class_names, transform)
+    return FileDataset(sources, labels, class_names, transform)
+
+
+def _make(part: Part, class_names: List[str], transform) -> DMLDataset:
+    labels, names = relabel(part.labels, class_names)
+    return _dataset(part.sources, labels, names, transform)
+
+
+def _make_joint(parts: Sequence[Part], class_names: List[str], transform) -> List[DMLDataset]:
+    """One dataset per part, labelled over the union of their classes so that labels compare across parts."""
+    labels, names = relabel(np.concatenate([p.labels for p in parts]), class_names)
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    return [_dataset(p.sources, labels[a:b], names, transform) for p, a, b in zip(parts, bounds[:-1], bounds[1:])]
 
 
 def select(name: str, opt, source_path: str) -> dict:
     build = REGISTRY.lookup(name)
-    root = None if name in EMBEDDED else dataset_root(name, source_path)
-    sources, labels, class_names, n_train = build(root, opt)
-    make_transform = transforms.glyph if name in EMBEDDED else (lambda train: transforms.photo(opt, train))
-    train_mask = labels < n_train
-    train_sources, train_labels = _subset(sources, train_mask), labels[train_mask]
-    splits = {"testing": _make(_subset(sources, ~train_mask), labels[~train_mask], class_names, make_transform(False))}
+    convention = architectures.input_convention(opt.arch)
+    layout: Layout = build(_root(name, source_path), opt)
+    if name in EMBEDDED:
+        def make_transform(train):
+            return transforms.glyph(train, convention)
+    else:
+        def make_transform(train):
+            return transforms.photo(opt, train, convention)
+    names, train = layout.class_names, layout.training
+    splits = {}
     if opt.use_tv_split:
-        keep, val = train_val_split(train_labels, opt)
-        splits["validation"] = _make(_subset(train_sources, val), train_labels[val], class_names, make_transform(False))
-        train_sources, train_labels = _subset(train_sources, keep), train_labels[keep]
-    splits["training"] = _make(train_sources, train_labels, class_names, make_transform(True))
-    splits["evaluation"] = _make(train_sources, train_labels, class_names, make_transform(False))
+        keep, val = train_val_split(train.labels, opt, train.groups)
+        splits["validation"] = _make(train.subset(val), names, make_transform(False))
+        train = train.subset(keep)
+    splits["training"] = _make(train, names, make_transform(True))
+    splits["evaluation"] = _make(train, names, make_transform(False))
+    if layout.testing is not None:
+        splits["testing"] = _make(layout.testing, names, make_transform(False))
+    else:
+        splits["testing_query"], splits["testing_gallery"] = _make_joint([layout.query, layout.gallery], names,
+                                                                         make_transform(False))
     return splits
 
 
 # Importing the dataset modules fills REGISTRY.
-from datasets import cub200, glyphs  # noqa: E402,F401
+from datasets import cars196, cub200, folder, glyphs, inshop, online_products  # noqa: E402,F401

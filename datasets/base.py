@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -93,10 +93,30 @@ def scan_images(paths: Sequence[str], workers: int = 8) -> List[bool]:
     return [not reason for reason in reasons]
 
 
+def is_hidden(name: str) -> bool:
+    """Dot files and folders, including macOS resource forks (`._name`)."""
+    return name.startswith(".")
+
+
 def list_images(folder: str) -> List[str]:
     """Image files directly in `folder`, sorted, hidden files (.name, macOS ._name) skipped."""
-    names = sorted(n for n in os.listdir(folder) if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES))
+    names = sorted(n for n in os.listdir(folder) if not is_hidden(n) and n.lower().endswith(IMAGE_SUFFIXES))
     return [os.path.join(folder, n) for n in names]
+
+
+def sorted_class_folders(folder: str) -> List[Tuple[str, str]]:
+    """[(name, path)] of the non-hidden subfolders of `folder`, sorted by name."""
+    names = sorted(n for n in os.listdir(folder) if not is_hidden(n) and os.path.isdir(os.path.join(folder, n)))
+    return [(n, os.path.join(folder, n)) for n in names]
+
+
+def check_listed_files(paths: Sequence[str], listing: str) -> List[bool]:
+    """For images named in an info file: every file must exist (else one error naming the first missing
+    one and `listing`); unreadable ones are skipped with a warning. Returns the keep mask."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UsageError(f"{len(missing)} image(s) listed in {listing} are missing, e.g. {missing[0]}")
+    return scan_images(paths)
 
 
 def class_folders_to_samples(class_dirs: Sequence[Tuple[str, str]]):
@@ -120,36 +140,38 @@ def class_folders_to_samples(class_dirs: Sequence[Tuple[str, str]]):
     return paths, np.asarray(labels, dtype=np.int64), names
 
 
-def split_classes(labels: np.ndarray, first: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (labels < first, labels >= first)."""
-    return labels < first, labels >= first
-
-
 def relabel(labels: np.ndarray, class_names: Sequence[str]):
     """Map the labels present to 0..k-1 in sorted order; returns (new labels, their class names)."""
     present = np.unique(labels)
-    lookup = {old: new for new, old in enumerate(present.tolist())}
-    return np.asarray([lookup[x] for x in labels.tolist()], dtype=np.int64), [class_names[i] for i in present]
+    lookup = np.full(len(class_names), -1, dtype=np.int64)
+    lookup[present] = np.arange(len(present))
+    return lookup[labels], [class_names[i] for i in present]
 
 
-def train_val_split(labels: np.ndarray, opt, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def train_val_split(labels: np.ndarray, opt, groups: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Masks (train, validation) over a training split, per `--use_tv_split` / `--tv_split_by_samples`.
 
-    By classes: the first floor(perc * C) classes stay in training. By samples: per class, the first
-    round(perc * n) images (at least one) stay, the rest validate; a class of one image stays in training.
+    By classes: the first floor(perc * C) classes (in label order) stay in training, the rest validate;
+    with `groups` (a super-class per image, SOP) this is done within each group, so every super-class
+    keeps the same share, as in the reference. By samples: per class, the first round(perc * n) images
+    (at least one) stay, the rest validate; a class of one image stays in training.
+    Either way both sides must be non-empty, else a UsageError names --tv_split_perc.
     """
-    classes = np.unique(labels)
-    if not opt.tv_split_by_samples:
-        n_train = int(np.floor(opt.tv_split_perc * len(classes)))
-        if n_train < 1 or n_train >= len(classes):
-            raise UsageError(
-                f"--tv_split_perc {opt.tv_split_perc} leaves no class for training or validation ({len(classes)} classes)"
-            )
-        train = np.isin(labels, classes[:n_train])
-        return train, ~train
-    train = np.zeros(len(labels), dtype=bool)
-    for c in classes:
-        idx = np.flatnonzero(labels == c)
-        keep = max(1, int(round(opt.tv_split_perc * len(idx))))
-        train[idx[:keep]] = True
+    if opt.tv_split_by_samples:
+        train = np.zeros(len(labels), dtype=bool)
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
+            train[idx[:max(1, int(round(opt.tv_split_perc * len(idx))))]] = True
+    else:
+        train = np.zeros(len(labels), dtype=bool)
+        for g in ([None] if groups is None else np.unique(groups)):
+            members = np.ones(len(labels), dtype=bool) if g is None else groups == g
+            classes = np.unique(labels[members])
+            train |= members & np.isin(labels, classes[:int(np.floor(opt.tv_split_perc * len(classes)))])
+    if train.all() or not train.any():
+        unit = "images per class" if opt.tv_split_by_samples else "classes"
+        raise UsageError(
+            f"--tv_split_perc {opt.tv_split_perc} leaves no {'validation' if train.all() else 'training'} data "
+            f"({len(np.unique(labels))} classes, {len(labels)} images, split by {unit})"
+        )
     return train, ~train

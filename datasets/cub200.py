@@ -10,6 +10,7 @@ import re
 
 from datasets import REGISTRY
 from datasets.base import class_folders_to_samples
+from datasets.layout import Layout
 from utilities.errors import UsageError
 
 CLASS_FOLDER = re.compile(r"^(\d+)\.(.+)$")
@@ -17,7 +18,7 @@ CLASS_FOLDER = re.compile(r"^(\d+)\.(.+)$")
 
 @REGISTRY.register("cub200")
 def cub200(root: str, opt):
-    """Return (paths, labels, class names, number of training classes)."""
+    """The class folders ordered by NNN; the first half trains."""
     images = os.path.join(root, "images")
     if not os.path.isdir(images):
         raise UsageError(f"--source_path: CUB200 layout expects {images}/<NNN.Class_Name>/<images>; folder not found")
@@ -30,4 +31,4 @@ def cub200(root: str, opt):
         raise UsageError(f"--source_path: no class folders named NNN.Class_Name in {images}")
     entries.sort()
     paths, labels, names = class_folders_to_samples([(name, os.path.join(images, name)) for _, name in entries])
-    return paths, labels, names, len(names) // 2
+    return Layout.first_classes(paths, labels, names, len(names) // 2)

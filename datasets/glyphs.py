@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from datasets import REGISTRY
+from datasets.layout import Layout
 
 DATA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "glyphs_data", "glyphs.npz")
 
@@ -22,7 +23,7 @@ def load_arrays(path: str = DATA_FILE) -> dict:
 
 @REGISTRY.register("glyphs")
 def glyphs(root, opt):
-    """Return (images N x H x W uint8, labels, class names, number of training classes); `root` is unused."""
+    """Images N x H x W uint8; the first half of the class ids trains. `root` is unused."""
     arrays = load_arrays()
     names = [f"{c} ({cp})" for c, cp in zip(arrays["class_names"].tolist(), arrays["class_codepoints"].tolist())]
-    return arrays["images"], arrays["labels"].astype(np.int64), names, len(names) // 2
+    return Layout.first_classes(arrays["images"], arrays["labels"].astype(np.int64), names, len(names) // 2)
