@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from architectures import INPUTS, REGISTRY, ArchSpec
 from architectures.base import EmbeddingNetwork
 from architectures.inputs import InputConvention
-from architectures.pretrained import find_weights, load_state_dict
-from utilities.errors import UsageError
+from architectures.pretrained import find_weights, load_matching, load_state_dict
 
 WEIGHT_FILES = ["bn_inception-52deb4733.pth", "bn_inception-239d2248.pth"]
 FEATURE_DIM = 1024
@@ -108,16 +107,7 @@ def load_imagenet(trunk: BNInceptionTrunk, path: str, arch: str) -> None:
         if key in expected and value.dim() == 2 and value.shape[0] == 1 and expected[key].dim() == 1:
             value = value[0]
         state[key] = value
-    # Files saved before PyTorch 0.4 have no BatchNorm batch counters; those are not weights.
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in state if k in expected and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        raise UsageError(
-            f"--arch {arch}: {path} is not a BN-Inception state dict ({len(missing)} missing keys, e.g. {missing[:2]}; "
-            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}; {len(wrong)} of another shape, e.g. {wrong[:2]})"
-        )
-    trunk.load_state_dict(state, strict=False)
+    load_matching(trunk, state, path, "bninception")
 
 
 @INPUTS.register("bninception")

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from architectures import INPUTS, REGISTRY, ArchSpec
 from architectures.base import EmbeddingNetwork
 from architectures.inputs import InputConvention
-from architectures.pretrained import find_weights, load_state_dict
-from utilities.errors import UsageError
+from architectures.pretrained import find_weights, load_matching, load_state_dict
 
 #: (repeats, kernel, stride, expansion, in channels, out channels) of the seven stages at width/depth 1.
 STAGES: List[Tuple[int, int, int, int, int, int]] = [
@@ -132,15 +131,7 @@ def package_weights(package: str, file_name: str) -> List[str]:
 def load_imagenet(trunk: EfficientNetLiteTrunk, path: str, arch: str) -> None:
     """Load a ported EfficientNet-Lite state dict; the 1000-class `_fc` is dropped, every other key must match."""
     state = {k: v for k, v in load_state_dict(path).items() if not k.startswith("_fc.")}
-    try:
-        missing, unexpected = trunk.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise UsageError(f"--arch {arch}: {path} is not a {arch} state dict ({str(err).splitlines()[-1].strip()})") from None
-    if missing or unexpected:
-        raise UsageError(
-            f"--arch {arch}: {path} is not a {arch} state dict "
-            f"({len(missing)} missing keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})"
-        )
+    load_matching(trunk, state, path, arch)
 
 
 def _register(variant: str) -> None:

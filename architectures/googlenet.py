@@ -13,8 +13,7 @@ from torchvision.models import GoogLeNet
 from architectures import INPUTS, REGISTRY, ArchSpec
 from architectures.base import EmbeddingNetwork
 from architectures.inputs import IMAGENET, InputConvention
-from architectures.pretrained import find_weights, load_state_dict
-from utilities.errors import UsageError
+from architectures.pretrained import find_weights, load_matching, load_state_dict
 
 WEIGHT_FILES = ["googlenet-1378be20.pth"]
 FEATURE_DIM = 1024
@@ -42,15 +41,7 @@ class GoogLeNetTrunk(nn.Module):
 def load_imagenet(net: GoogLeNet, path: str, arch: str) -> None:
     """Load torchvision's GoogLeNet weights; the auxiliary classifiers are dropped, every other key must match."""
     state = {k: v for k, v in load_state_dict(path).items() if not k.startswith(("aux1.", "aux2."))}
-    try:
-        missing, unexpected = net.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise UsageError(f"--arch {arch}: {path} is not a {arch} state dict ({str(err).splitlines()[-1].strip()})") from None
-    if missing or unexpected:
-        raise UsageError(
-            f"--arch {arch}: {path} is not a {arch} state dict "
-            f"({len(missing)} missing keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})"
-        )
+    load_matching(net, state, path, arch)
 
 
 @INPUTS.register("googlenet")

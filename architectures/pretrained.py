@@ -48,3 +48,18 @@ def load_state_dict(path: str) -> dict:
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     return state
+
+
+def load_matching(module: torch.nn.Module, state: dict, path: str, arch: str) -> None:
+    """Load `state` into `module`, requiring every key and shape to match (BatchNorm batch counters, which
+    files saved before PyTorch 0.4 lack, excepted); otherwise one line naming the file and the mismatches."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise UsageError(
+            f"--arch {arch}: {path} is not a {arch} state dict ({len(missing)} missing keys, e.g. {missing[:2]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}; {len(wrong)} of another shape, e.g. {wrong[:2]})"
+        )
+    module.load_state_dict(state, strict=False)

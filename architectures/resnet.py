@@ -12,7 +12,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from architectures import INPUTS, REGISTRY, ArchSpec
 from architectures.base import EmbeddingNetwork
 from architectures.inputs import IMAGENET
-from architectures.pretrained import find_weights, load_state_dict
+from architectures.pretrained import find_weights, load_matching, load_state_dict
 from utilities.errors import UsageError
 
 
@@ -32,15 +32,7 @@ class ResNetTrunk(nn.Module):
 def _load_imagenet(trunk: ResNetTrunk, path: str, arch: str) -> None:
     """Load torchvision (`fc.*`) or Cadene pretrainedmodels (`last_linear.*`) weights; the classifier is dropped."""
     state = {k: v for k, v in load_state_dict(path).items() if not k.startswith(("fc.", "last_linear."))}
-    try:
-        missing, unexpected = trunk.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise UsageError(f"--arch {arch}: {path} is not a {arch} state dict ({str(err).splitlines()[-1].strip()})") from None
-    if missing or unexpected:
-        raise UsageError(
-            f"--arch {arch}: {path} is not a {arch} state dict "
-            f"({len(missing)} missing keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})"
-        )
+    load_matching(trunk, state, path, arch)
 
 
 def _build(spec: ArchSpec, opt, resnet: ResNet, feature_dim: int, weight_files) -> EmbeddingNetwork:

@@ -60,6 +60,20 @@ class BatchMiner:
         raise NotImplementedError
 
 
+class MarginAwareMiner(BatchMiner):
+    """A miner whose window uses the margin of the loss it serves (`criterion.mining_margin`), bound by
+    `criteria.select`, S2SD's source and targets included; a loss without a margin of its own leaves
+    --loss_triplet_margin (the reference raised a KeyError for such losses, `s2sd` among them)."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.margin = opt.loss_triplet_margin
+
+    def bind(self, criterion) -> None:
+        if criterion.mining_margin is not None:
+            self.margin = criterion.mining_margin
+
+
 def pairwise(batch: torch.Tensor, labels: torch.Tensor):
     """(distances, positive mask, negative mask) of a detached batch; distances are Euclidean."""
     batch = batch.detach()

@@ -42,10 +42,13 @@ class DistanceMiner(BatchMiner):
         self.lower_cutoff = opt.miner_distance_lower_cutoff
         self.upper_cutoff = opt.miner_distance_upper_cutoff
 
+    def choose_positives(self, dist: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return uniform_choice(pos)
+
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist, pos, neg = pairwise(F.normalize(batch.detach(), dim=-1), labels)
         valid = pos.any(1) & neg.any(1)
-        positives = uniform_choice(pos)
+        positives = self.choose_positives(dist, pos)
         negatives = sample_distance_weighted_negatives(dist, neg, batch.shape[1], self.lower_cutoff, self.upper_cutoff)
         anchors = torch.arange(len(labels), device=batch.device)
         return as_triplets(anchors, positives, negatives)[valid]

@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 
 from batchminer import REGISTRY
-from batchminer.base import BatchMiner, as_triplets, first_nonempty, nearest, pairwise, uniform_choice
+from batchminer.base import MarginAwareMiner, as_triplets, first_nonempty, nearest, pairwise, uniform_choice
 
 
 @REGISTRY.register("epshn")
-class EPSHNMiner(BatchMiner):
+class EPSHNMiner(MarginAwareMiner):
     """Per anchor with a positive and a negative: the nearest same-class sample p as positive, and a random
     negative n with d_ap < d_an < d_ap + m when one exists, else any negative.
 
@@ -18,14 +18,6 @@ class EPSHNMiner(BatchMiner):
     """
 
     name = "epshn"
-
-    def __init__(self, opt):
-        super().__init__(opt)
-        self.margin = opt.loss_triplet_margin
-
-    def bind(self, criterion) -> None:
-        if criterion.mining_margin is not None:
-            self.margin = criterion.mining_margin
 
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist, pos, neg = pairwise(batch, labels)

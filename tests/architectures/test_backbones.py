@@ -185,7 +185,7 @@ def test_bninception_loads_the_published_file_from_the_torch_cache(opt_factory, 
     torch.testing.assert_close(model.trunk.conv1_7x7_s2_bn.weight, new["conv1_7x7_s2_bn.weight"])
     del new["inception_3c_3x3.bias"]
     torch.save(new, tmp_path / "broken.pth")
-    with pytest.raises(UsageError, match=r"broken\.pth is not a BN-Inception state dict \(1 missing keys, e\.g\. \['inception_3c_3x3\.bias'\]"):
+    with pytest.raises(UsageError, match=r"broken\.pth is not a bninception state dict \(1 missing keys, e\.g\. \['inception_3c_3x3\.bias'\]"):
         architectures.select("bninception", opt_factory("--pretrained_path", str(tmp_path / "broken.pth")))
 
 
