@@ -28,7 +28,7 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int) -> 
     loss_sum, steps = 0.0, 0
     term_sums: Dict[str, torch.Tensor] = {}
     degenerate = torch.zeros((), dtype=torch.long, device=device)
-    bar = tqdm(loader, desc=f"Epoch {epoch} Training", leave=False)
+    bar = tqdm(loader, desc=f"Epoch {epoch + 1} Training", leave=False)
     for labels, images, _ in bar:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         out = model(images)
