@@ -189,7 +189,7 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     run_dir = str(tmp_path / "runs" / "cub200" / "nan")
     last = os.path.join(run_dir, resume.LAST_CHECKPOINT)
     assert exit_info.value.code == 2 and len(err) == 1
-    assert err[0].startswith("main.py: error: loss became nan at epoch 1, step 0 (source ")
+    assert err[0].startswith("main.py: error: loss became nan at epoch 2, step 1 (source ")
     assert err[0].endswith(f"; stopped, the last good checkpoint is {last}")
     assert "kl " in err[0] and "feat_kl " in err[0]
     assert resume.load(last)["epoch"] == 0

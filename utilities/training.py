@@ -37,7 +37,7 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int) -> 
         terms = getattr(criterion, "last_terms", {})
         if not math.isfinite(value):
             detail = ", ".join(f"{k} {float(v):.4g}" for k, v in terms.items())
-            raise TrainingDiverged(f"loss became {value} at epoch {epoch}, step {steps}" + (f" ({detail})" if detail else ""))
+            raise TrainingDiverged(f"loss became {value} at epoch {epoch + 1}, step {steps + 1}" + (f" ({detail})" if detail else ""))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
