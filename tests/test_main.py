@@ -68,3 +68,18 @@ def test_device_cuda_without_cuda_is_an_error(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     assert "--device cuda: no CUDA device is available" in run_error(capsys, ["--device", "cuda"])
+
+
+def test_inshop_runs_end_to_end_with_queries_against_the_gallery(tmp_path, monkeypatch):
+    from tests.datasets.trees import inshop_rows, write_inshop_tree
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    write_inshop_tree(str(tmp_path / "data"), inshop_rows(n_train_items=4, n_test_items=3))
+    summary = main.main(["--dataset", "inshop", "--source_path", str(tmp_path / "data"), "--arch", "slimresnet18_normalize",
+                         "--not_pretrained", "--loss", "multisimilarity", "--bs", "4", "--n_epochs", "1", "--kernels", "0",
+                         "--evaluation_metrics", "e_recall@1", "e_recall@10", "nmi", "--tsne_points", "0",
+                         "--save_path", str(tmp_path / "runs")])
+    # 3 queries, each with 2 gallery images of its item among 6: Recall@10 covers the whole gallery.
+    assert summary["last"]["test/e_recall@10"] == 1.0
+    assert 0.0 <= summary["last"]["test/e_recall@1"] <= 1.0 and "train/e_recall@1" in summary["last"]
+    assert os.path.isfile(os.path.join(summary["run_dir"], "checkpoint_Test_discriminative_e_recall@1.pth.tar"))
