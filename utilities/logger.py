@@ -21,6 +21,7 @@ import os
 from typing import Dict, List, Optional
 
 import metrics
+from utilities.errors import UsageError
 
 
 PROTOCOLS = {
@@ -39,28 +40,13 @@ def summary_key(split: str, evaltype: Optional[str], name: str) -> str:
     return f"{split.lower()}/{evaltype}/{name}"
 
 
-def _lower_is_better(key: str) -> bool:
-    name = key.rsplit("/", 1)[-1]
-    if name in ("loss", "seconds") or name.endswith(("_seconds", "loss")):
-        return True
+def lower_is_better(name: str) -> bool:
+    """Direction of a logged value: a metric says its own; everything else a run logs (loss terms, S2SD's
+    included, epoch times, degenerate steps) goes down. `name` may be a summary key (`train/kl`)."""
     try:
-        return not metrics.higher_is_better(name)
-    except Exception:
-        return False
-
-
-LOWER_IS_BETTER_GROUPS = ("loss", "time", "degenerate_steps")
-
-
-def lower_is_better(group: str, name: str) -> bool:
-    """Direction of a logged value by its group and segment: every term of the loss group (S2SD's too), times
-    and counts of degenerate steps go down; metrics say their own direction; anything else goes up."""
-    if group in LOWER_IS_BETTER_GROUPS:
+        return not metrics.higher_is_better(name.rsplit("/", 1)[-1])
+    except UsageError:  # not a metric name
         return True
-    try:
-        return not metrics.higher_is_better(name)
-    except Exception:  # not a metric name
-        return False
 
 
 class RunLogger:
@@ -124,7 +110,7 @@ class RunLogger:
         values = [v for v in self.history.get(key, []) if not math.isnan(v)]
         if not values or math.isnan(self.history[key][-1]):
             return False
-        pick = min if _lower_is_better(key) else max
+        pick = min if lower_is_better(key) else max
         return values[-1] == pick(values)
 
     def last(self) -> Dict[str, float]:
@@ -136,7 +122,7 @@ class RunLogger:
         for key, values in self.history.items():
             finite = [v for v in values if not math.isnan(v)]
             if values:
-                best[key] = (min if _lower_is_better(key) else max)(finite) if finite else float("nan")
+                best[key] = (min if lower_is_better(key) else max)(finite) if finite else float("nan")
         return best
 
     def write_summary(self, summary: dict) -> None:

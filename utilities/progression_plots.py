@@ -51,7 +51,7 @@ def plot_group(path: str, group: str, title: str, epochs: Sequence[int], curves:
         ax.plot(epochs, values, color=colour, linewidth=2.5, marker="o" if len(values) < 30 else None,
                 markersize=3, label=name)
         if np.isfinite(values).any():
-            i = int(np.nanargmin(values) if lower_is_better(group, name) else np.nanargmax(values))
+            i = int(np.nanargmin(values) if lower_is_better(name) else np.nanargmax(values))
             best.append(f"{name} {values[i]:.4g} (ep {epochs[i]})")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))

@@ -89,7 +89,7 @@ def read_run(path: str) -> Run:
         for column, segment in enumerate(rows[0][1:], start=1):
             name = _name(split, group, segment)
             run.values[name] = body[order, column]
-            run.lower[name] = lower_is_better(group, segment)
+            run.lower[name] = lower_is_better(segment)
     return run
 
 
