@@ -31,7 +31,7 @@ def inputs(per_class=3, n_classes=C, dim=D, seed=0):
     return u, torch.arange(n_classes).repeat_interleave(per_class)
 
 
-def compare(ours, theirs, tensors):
+def assert_same_loss_and_gradient(ours, theirs, tensors):
     torch.testing.assert_close(ours, theirs.to(ours.dtype), **TOL)
     for g_ours, g_theirs in zip(torch.autograd.grad(ours, tensors, retain_graph=True),
                                 torch.autograd.grad(theirs, tensors, retain_graph=True)):
@@ -66,7 +66,7 @@ def test_multisimilarity_equals_pml_loss_with_its_miner(opt_factory, seed):
     # PML averages over all B anchors; ours skips anchors whose mined positive or negative set is empty
     # (PML scores them with one half of the loss). The two agree when every anchor keeps both, as here.
     assert int(criterion.last_tuple_count) == len(labels)
-    compare(loss, pml(x, labels, pml_miner(x, labels)), [u])
+    assert_same_loss_and_gradient(loss, pml(x, labels, pml_miner(x, labels)), [u])
 
 
 @pytest.mark.parametrize("miner", ["random", "semihard", "distance"])
@@ -77,7 +77,7 @@ def test_triplet_equals_pml(opt_factory, miner):
     triplets = mined_triplets(opt, x, labels, miner)
     pml = pml_losses.TripletMarginLoss(margin=0.3, distance=distances.LpDistance(power=2), reducer=reducers.MeanReducer())
     # PML's default reducer averages over non-zero terms only; ours (like the reference) over all triplets.
-    compare(ours("triplet", opt, ref.FixedMiner(triplets))(x, labels), pml(x, labels, tuple(triplets.T)), [u])
+    assert_same_loss_and_gradient(ours("triplet", opt, ref.FixedMiner(triplets))(x, labels), pml(x, labels, tuple(triplets.T)), [u])
 
 
 def test_contrastive_equals_pml(opt_factory):
@@ -86,7 +86,7 @@ def test_contrastive_equals_pml(opt_factory):
     opt = opt_factory("--loss_contrastive_pos_margin", "0.2", "--loss_contrastive_neg_margin", "1.1")
     triplets = mined_triplets(opt, x, labels, "distance")
     pml = pml_losses.ContrastiveLoss(pos_margin=0.2, neg_margin=1.1, reducer=reducers.MeanReducer())
-    compare(ours("contrastive", opt, ref.FixedMiner(triplets))(x, labels), pml(x, labels, tuple(triplets.T)), [u])
+    assert_same_loss_and_gradient(ours("contrastive", opt, ref.FixedMiner(triplets))(x, labels), pml(x, labels, tuple(triplets.T)), [u])
 
 
 @pytest.mark.parametrize("nu", [0.0, 0.1])
@@ -100,7 +100,7 @@ def test_margin_equals_pml_including_beta(opt_factory, nu):
     pml = pml_losses.MarginLoss(margin=0.2, nu=nu, beta=1.0, learn_beta=True, num_classes=C).double()
     _copy(pml.beta, criterion.beta)
     loss, theirs = criterion(x, labels), pml(x, labels, tuple(triplets.T))
-    compare(loss, theirs, [u])
+    assert_same_loss_and_gradient(loss, theirs, [u])
     torch.testing.assert_close(torch.autograd.grad(loss, criterion.beta)[0], torch.autograd.grad(theirs, pml.beta)[0])
 
 
@@ -117,7 +117,7 @@ def test_proxynca_leaves_the_positive_proxy_out_of_the_denominator(opt_factory):
     assert len(per_sample) == len(labels)
     theirs = (per_sample + torch.log(-torch.expm1(-per_sample))).mean()
     loss = criterion(x, labels)
-    compare(loss, theirs, [u])
+    assert_same_loss_and_gradient(loss, theirs, [u])
     torch.testing.assert_close(torch.autograd.grad(loss, criterion.proxies)[0],
                                torch.autograd.grad(theirs, pml.proxies)[0], **TOL)
     assert loss.item() < pml(x, labels).item()  # a smaller denominator: ours is the smaller loss
@@ -130,7 +130,7 @@ def test_normsoftmax_equals_pml(opt_factory):
     pml = pml_losses.NormalizedSoftmaxLoss(num_classes=C, embedding_size=D, temperature=0.1).double()
     _copy(pml.W, criterion.class_weights.T)
     loss, theirs = criterion(x, labels), pml(x, labels)
-    compare(loss, theirs, [u])
+    assert_same_loss_and_gradient(loss, theirs, [u])
     torch.testing.assert_close(torch.autograd.grad(loss, criterion.class_weights)[0],
                                torch.autograd.grad(theirs, pml.W)[0].T, **TOL)
 
@@ -145,7 +145,7 @@ def test_arcface_equals_pml(opt_factory, margin):
     pml = pml_losses.ArcFaceLoss(num_classes=C, embedding_size=D, margin=math.degrees(margin), scale=16).double()
     _copy(pml.W, criterion.class_weights.T)
     loss, theirs = criterion(x, labels), pml(x, labels)
-    compare(loss, theirs, [u])
+    assert_same_loss_and_gradient(loss, theirs, [u])
     torch.testing.assert_close(torch.autograd.grad(loss, criterion.class_weights)[0],
                                torch.autograd.grad(theirs, pml.W)[0].T, **TOL)
 
@@ -164,7 +164,7 @@ def test_softtriple_equals_pml_without_the_regulariser(opt_factory, k):
                                     margin=0.01).double()
     _copy(pml.fc, criterion.centroids)
     loss, theirs = criterion(x, labels), pml(x, labels)
-    compare(loss, theirs, [u])
+    assert_same_loss_and_gradient(loss, theirs, [u])
     torch.testing.assert_close(torch.autograd.grad(loss, criterion.centroids)[0],
                                torch.autograd.grad(theirs, pml.fc)[0], **TOL)
 
@@ -180,7 +180,7 @@ def test_npair_equals_pml_on_one_pair_per_class(opt_factory):
     miner = ref.FixedTuplesMiner(NPairTuples(anchors, positives, negatives), "npair")
     loss = ours("npair", opt_factory("--loss_npair_l2", "0"), miner)(x, labels)
     empty = torch.empty(0, dtype=torch.long)
-    compare(loss, pml_losses.NPairsLoss()(x, labels, (anchors, positives, empty, empty)), [u])
+    assert_same_loss_and_gradient(loss, pml_losses.NPairsLoss()(x, labels, (anchors, positives, empty, empty)), [u])
 
 
 @pytest.mark.parametrize("alpha", [45.0, 40.0])
@@ -200,8 +200,8 @@ def test_angular_term_equals_pml(opt_factory, alpha):
 
     tuples = miner(x, labels)
     loss = criterion(x, labels) - npair_terms(x, tuples, clamp=50.0).mean()
-    compare(loss, pml_losses.AngularLoss(alpha=alpha)(x, labels), [u])
-    compare(angular_terms(x, tuples, alpha).mean(), pml_losses.AngularLoss(alpha=alpha)(x, labels), [u])
+    assert_same_loss_and_gradient(loss, pml_losses.AngularLoss(alpha=alpha)(x, labels), [u])
+    assert_same_loss_and_gradient(angular_terms(x, tuples, alpha).mean(), pml_losses.AngularLoss(alpha=alpha)(x, labels), [u])
 
 
 def test_lifted_equals_pml_generalized_lifted_structure(opt_factory):
@@ -212,7 +212,7 @@ def test_lifted_equals_pml_generalized_lifted_structure(opt_factory):
     tuples = batchminer.select("lifted", opt)(x.detach(), labels)
     assert isinstance(tuples, LiftedTuples) and len(tuples) == len(labels)
     loss = ours("lifted", opt, ref.FixedTuplesMiner(tuples, "lifted"))(x, labels)
-    compare(loss, pml_losses.GeneralizedLiftedStructureLoss(neg_margin=1.1, pos_margin=0)(x, labels), [u])
+    assert_same_loss_and_gradient(loss, pml_losses.GeneralizedLiftedStructureLoss(neg_margin=1.1, pos_margin=0)(x, labels), [u])
 
 
 def test_snr_equals_pml_triplet_loss_with_snr_distance(opt_factory):
@@ -224,7 +224,7 @@ def test_snr_equals_pml_triplet_loss_with_snr_distance(opt_factory):
     opt = opt_factory("--loss_snr_margin", "0.25", "--loss_snr_reg_lambda", "0")
     triplets = mined_triplets(opt, x, labels, "random")
     pml = pml_losses.TripletMarginLoss(margin=0.25, distance=distances.SNRDistance(), reducer=reducers.AvgNonZeroReducer())
-    compare(ours("snr", opt, ref.FixedMiner(triplets))(x, labels), pml(x, labels, tuple(triplets.T)), [u])
+    assert_same_loss_and_gradient(ours("snr", opt, ref.FixedMiner(triplets))(x, labels), pml(x, labels, tuple(triplets.T)), [u])
 
 
 @pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
@@ -234,7 +234,7 @@ def test_histogram_equals_pml(opt_factory, nbins):
     u, labels = inputs(seed=12)
     x = F.normalize(u, dim=1)
     loss = ours("histogram", opt_factory("--loss_histogram_nbins", str(nbins)))(x, labels)
-    compare(loss, pml_losses.HistogramLoss(n_bins=nbins - 1)(x, labels), [u])
+    assert_same_loss_and_gradient(loss, pml_losses.HistogramLoss(n_bins=nbins - 1)(x, labels), [u])
 
 
 @pytest.mark.parametrize("labels", [None, [0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 4]])
@@ -247,7 +247,7 @@ def test_proxyanchor_equals_pml(opt_factory, labels):
     pml = pml_losses.ProxyAnchorLoss(num_classes=6, embedding_size=D, margin=0.1, alpha=32).double()
     _copy(pml.proxies, criterion.proxies)
     loss, theirs = criterion(x, labels), pml(x, labels)
-    compare(loss, theirs, [u])
+    assert_same_loss_and_gradient(loss, theirs, [u])
     torch.testing.assert_close(torch.autograd.grad(loss, criterion.proxies)[0],
                                torch.autograd.grad(theirs, pml.proxies)[0], **TOL)
 
@@ -257,7 +257,7 @@ def test_circle_equals_pml(opt_factory, m, gamma):
     u, labels = inputs(seed=14)
     x = F.normalize(u, dim=1)
     loss = ours("circle", opt_factory("--loss_circle_m", str(m), "--loss_circle_gamma", str(gamma)))(x, labels)
-    compare(loss, pml_losses.CircleLoss(m=m, gamma=gamma)(x, labels), [u])
+    assert_same_loss_and_gradient(loss, pml_losses.CircleLoss(m=m, gamma=gamma)(x, labels), [u])
 
 
 def test_quadruplet_has_no_pml_counterpart():
