@@ -47,5 +47,10 @@ class Criterion(nn.Module):
         """A loss of exactly 0 that is still connected to the graph, so backward gives zero gradients."""
         return batch.sum() * 0.0
 
+    @staticmethod
+    def triplet_embeddings(batch: torch.Tensor, triplets: torch.Tensor):
+        """(x_a, x_p, x_n): the embeddings of mined (anchor, positive, negative) rows."""
+        return batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
+
     def record(self, count) -> None:
         self.last_tuple_count = torch.as_tensor(count).detach()

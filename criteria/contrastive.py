@@ -27,7 +27,7 @@ class ContrastiveLoss(Criterion):
         self.record(len(triplets))
         if len(triplets) == 0:
             return self.zero_loss(batch)
-        a, p, n = batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
+        a, p, n = self.triplet_embeddings(batch, triplets)
         d_ap = ((a - p).pow(2).sum(1) + 1e-8).sqrt()
         d_an = ((a - n).pow(2).sum(1) + 1e-8).sqrt()
         return torch.relu(d_ap - self.pos_margin).mean() + torch.relu(self.neg_margin - d_an).mean()

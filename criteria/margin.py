@@ -49,7 +49,7 @@ class MarginLoss(Criterion):
         if len(triplets) == 0:
             self.record(0)
             return self.zero_loss(batch) + self.beta.sum() * 0.0
-        a, p, n = batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
+        a, p, n = self.triplet_embeddings(batch, triplets)
         d_ap = ((a - p).pow(2).sum(1) + 1e-8).sqrt()
         d_an = ((a - n).pow(2).sum(1) + 1e-8).sqrt()
         beta = self.beta[labels[triplets[:, 0]]]

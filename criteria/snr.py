@@ -43,7 +43,7 @@ class SNRLoss(Criterion):
         if len(triplets) == 0:
             self.record(0)
             return self.zero_loss(batch)
-        a, p, n = batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
+        a, p, n = self.triplet_embeddings(batch, triplets)
         terms = torch.relu(snr_distance(a, p) - snr_distance(a, n) + self.margin)
         active = (terms > 0).sum()
         self.record(active)

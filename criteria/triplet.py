@@ -30,7 +30,7 @@ class TripletLoss(Criterion):
         self.record(len(triplets))
         if len(triplets) == 0:
             return self.zero_loss(batch)
-        a, p, n = batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
+        a, p, n = self.triplet_embeddings(batch, triplets)
         d_ap = (a - p).pow(2).sum(1)
         d_an = (a - n).pow(2).sum(1)
         return torch.relu(d_ap - d_an + self.margin).mean()
