@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import batchminer
 from batchminer.base import LiftedTuples, NPairTuples
 from batchminer.distance import distance_log_weights
-from criteria.distances import euclidean
+from utilities.geometry import euclidean
 from tests.batchminer.test_miners import assert_valid, batch
 
 pytestmark = pytest.mark.usefixtures("single_thread")
