@@ -10,12 +10,13 @@ from PIL import Image
 import parameters
 
 
-def make_opt(*argv: str, n_classes: int = 8, feature_dim: int = 32, **overrides):
-    """`parameters.parse(argv)` plus the runtime attributes main adds, then keyword overrides."""
+def make_opt(*argv: str, **overrides):
+    """`parameters.parse(argv)`, then flag values set by keyword (`embed_dim=8` as `--embed_dim 8`); only
+    flags: facts of the run such as n_classes are passed to what needs them, never added to `opt`."""
     opt = parameters.parse(list(argv))
-    opt.n_classes = n_classes
-    opt.feature_dim = feature_dim
     for key, value in overrides.items():
+        if not hasattr(opt, key):
+            raise AttributeError(f"make_opt: no flag sets '{key}'")
         setattr(opt, key, value)
     return opt
 

@@ -63,7 +63,7 @@ def test_epshn_negative_is_semihard_relative_to_the_easy_positive(opt_factory):
         torch.manual_seed(seed)
         assert miner(x, labels)[0].tolist() == [0, 1, 4]
     opt = opt_factory("--loss", "margin", "--batch_mining", "epshn", "--loss_margin_margin", "0.05")
-    assert criteria.select("margin", opt).batchminer.margin == 0.05
+    assert criteria.select("margin", opt, n_classes=8).batchminer.margin == 0.05
 
 
 def test_epdn_draws_negatives_with_the_distance_weights(opt_factory):

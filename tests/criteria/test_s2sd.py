@@ -11,10 +11,10 @@ B, D, FEAT = 12, 8, 16
 
 
 def make(opt_factory, *flags, **overrides):
-    opt = opt_factory("--loss", "s2sd", "--loss_s2sd_target_dims", "6", "10", *flags, feature_dim=FEAT, n_classes=4,
+    opt = opt_factory("--loss", "s2sd", "--loss_s2sd_target_dims", "6", "10", *flags,
                       **overrides)
     torch.manual_seed(0)
-    return criteria.select("s2sd", opt)
+    return criteria.select("s2sd", opt, n_classes=4, feature_dim=FEAT)
 
 
 def inputs(seed=0):
@@ -110,7 +110,7 @@ def test_sub_criteria_keep_their_own_learning_rates(opt_factory):
     assert groups[0]["name"] == "s2sd_target_nets" and groups[0]["lr"] == 1e-5 and groups[0]["weight_decay"] == 0.0004
     betas = [g for g in groups if g["name"] == "margin_beta"]
     assert len(betas) == 3 and all(g["lr"] == 0.01 for g in betas)
-    assert [c.embed_dim for c in s2sd.target_criteria] == [6, 10] and s2sd.source_criterion.embed_dim == 128
+    assert [tuple(g["params"][0].shape) for g in betas] == [(4,)] * 3  # one beta per class, in every branch
 
 
 def test_iteration_counter_is_saved_in_the_state_dict(opt_factory):

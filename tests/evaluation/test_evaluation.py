@@ -62,10 +62,10 @@ def test_combined_cosine_is_the_weighted_mean_of_the_parts_cosines():
 def test_evaluated_sets_use_query_and_gallery_when_present():
     a, b, c = object(), object(), object()
     assert evaluation.evaluated_sets({"testing_query": a, "testing_gallery": b, "evaluation": c}) == {
-        "Test": {"query": a, "gallery": b}, "Train": {"query": c}}
+        "testing": {"query": a, "gallery": b}, "evaluation": {"query": c}}
     assert evaluation.evaluated_sets({"testing": a, "validation_query": b, "validation_gallery": c,
                                       "evaluation": a}, include_train=False) == {
-        "Test": {"query": a}, "Val": {"query": b, "gallery": c}}
+        "testing": {"query": a}, "validation": {"query": b, "gallery": c}}
     with pytest.raises(ValueError, match="only one of testing_query and testing_gallery"):
         evaluation.evaluated_sets({"testing_query": a})
 
@@ -136,8 +136,8 @@ def test_kmeans_train_classes_restores_the_reference_cluster_count():
     with torch.no_grad():
         x = model(torch.from_numpy(images).float() / 255.0)["embeds"].numpy()
     for flag, k in (([], 5), (["--kmeans_train_classes"], 11)):
-        opt = make_opt("--evaluation_metrics", "nmi", "f1", "--storage_metrics", "nmi", *flag, n_classes=11)
-        got = evaluation.evaluate_split(model, loader, torch.device("cpu"), opt, "x")["discriminative"]
+        opt = make_opt("--evaluation_metrics", "nmi", "f1", "--storage_metrics", "nmi", *flag)
+        got = evaluation.evaluate_split(model, loader, torch.device("cpu"), opt, "x", n_train_classes=11)["discriminative"]
         assert got == metrics.compute_metrics(x, labels, ["nmi", "f1"], n_clusters=k, seed=opt.seed)
     assert got != metrics.compute_metrics(x, labels, ["nmi", "f1"], seed=opt.seed)
 
