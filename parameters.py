@@ -200,14 +200,30 @@ def validate(opt: argparse.Namespace) -> None:
             )
 
 
+def inapplicable(opt: argparse.Namespace, given: Sequence[str]) -> list:
+    """Warnings for flags given on the command line that this run ignores (the run goes on)."""
+    import datasets
+
+    notes = []
+    if "--augmentation" in given and opt.dataset in datasets.EMBEDDED:
+        notes.append(f"--augmentation does not apply to {opt.dataset}: its training augmentation is fixed "
+                     "(a small random affine warp, datasets/transforms.py); the flag is ignored")
+    return notes
+
+
 def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Parse and validate `argv` (default: sys.argv[1:]). Bad input exits with status 2 and one line."""
+    """Parse and validate `argv` (default: sys.argv[1:]). Bad input exits with status 2 and one line; a
+    flag this run ignores gets one warning line on stderr."""
     from utilities.errors import UsageError
 
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     opt = parser.parse_args(argv)
     try:
         validate(opt)
     except UsageError as err:
         parser.error(str(err))
+    given = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    for note in inapplicable(opt, given):
+        sys.stderr.write(f"{parser.prog}: warning: {note}\n")
     return opt

@@ -169,8 +169,11 @@ def test_main_reports_query_gallery_test_metrics_and_both_protocols(tmp_path, mo
     for key in ("test/e_recall@1", "test/e_recall@1000", "test/mAP@R", "test/r_precision", "test/nmi",
                 "test/Combined_discriminative_avg_features-1-1/mAP@R", "train/mAP@R"):
         assert 0.0 <= summary["last"][key] <= 1.0 and summary["best"][key] >= summary["last"][key], key
-    # Six test items, each with 2 queries and 3 gallery images: every query has R = 3 relevant items.
+    # Six test items, each with 2 queries and 3 gallery images: every query has R = 3 relevant items, so
+    # Recall@1 is a share of the 12 queries and R-Precision a share of their 36 relevant items.
     assert summary["last"]["test/e_recall@1000"] == 1.0
+    assert round(summary["last"]["test/e_recall@1"] * 12, 6).is_integer()
+    assert round(summary["last"]["test/r_precision"] * 36, 6).is_integer()
     with open(os.path.join(summary["run_dir"], "summary.json")) as f:
         assert json.load(f) == summary
     assert os.path.isfile(os.path.join(summary["run_dir"], "checkpoint_Test_discriminative_mAP@R.pth.tar"))
