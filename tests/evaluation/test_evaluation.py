@@ -13,10 +13,9 @@ import datasets
 import evaluation
 import main
 import metrics
-from datasets import transforms
 from datasets.base import ArrayDataset
 from evaluation import evaltypes
-from tests.conftest import make_opt
+from tests.conftest import glyph_subset, make_opt
 from tests.metrics import oracle
 from utilities.errors import UsageError
 
@@ -144,18 +143,9 @@ def test_kmeans_train_classes_restores_the_reference_cluster_count():
 
 def glyph_splits_with_query_gallery(name, opt, source_path):
     """An In-Shop-style `datasets.select` result built from a few glyph classes (what issue 5's datasets return)."""
-    arrays = datasets.glyphs.load_arrays()
-    images, labels = arrays["images"], arrays["labels"]
-    names = [str(n) for n in arrays["class_names"]]
-
-    def subset(classes, per_class, offset, train):
-        keep = np.concatenate([np.flatnonzero(labels == c)[offset:offset + per_class] for c in classes])
-        relabelled = np.searchsorted(np.asarray(classes), labels[keep])
-        return ArrayDataset(images[keep], relabelled, [names[c] for c in classes], transforms.glyph(train))
-
     train_classes, test_classes = list(range(8)), list(range(100, 106))
-    return {"training": subset(train_classes, 4, 0, True), "evaluation": subset(train_classes, 4, 0, False),
-            "testing_query": subset(test_classes, 2, 0, False), "testing_gallery": subset(test_classes, 3, 2, False)}
+    return {"training": glyph_subset(train_classes, 4, 0, True), "evaluation": glyph_subset(train_classes, 4),
+            "testing_query": glyph_subset(test_classes, 2), "testing_gallery": glyph_subset(test_classes, 3, 2)}
 
 
 def test_main_reports_query_gallery_test_metrics_and_both_protocols(tmp_path, monkeypatch):
