@@ -3,7 +3,6 @@ smoke run; the speed figures come from the script, never from a test)."""
 import pytest
 
 
-
 @pytest.mark.slow  # three fresh interpreters import torch, faiss and PML: ~30 s on an idle 2-core machine
 def test_shared_metrics_are_equal_and_both_sections_print(load_benchmark, capsys):
     status = load_benchmark("eval_speed").main(["--n", "120", "--classes", "12", "--dim", "8", "--threads", "1"])
