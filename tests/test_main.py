@@ -77,7 +77,7 @@ def test_device_cuda_without_cuda_is_an_error(capsys):
     assert "--device cuda: no CUDA device is available" in run_error(capsys, ["--device", "cuda"])
 
 
-def test_inshop_runs_end_to_end_with_queries_against_the_gallery(tmp_path, monkeypatch):
+def test_inshop_runs_end_to_end_with_queries_against_the_gallery(tmp_path, monkeypatch, capsys):
     from tests.datasets.trees import inshop_rows, write_inshop_tree
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -90,3 +90,7 @@ def test_inshop_runs_end_to_end_with_queries_against_the_gallery(tmp_path, monke
     assert summary["last"]["test/e_recall@10"] == 1.0
     assert summary["last"]["test/e_recall@1"] in (0.0, 1 / 3, 2 / 3, 1.0) and "train/e_recall@1" in summary["last"]
     assert os.path.isfile(os.path.join(summary["run_dir"], "checkpoint_Test_discriminative_e_recall@1.pth.tar"))
+    out, err = capsys.readouterr()
+    # Output that is not a terminal gets no progress bars: the epoch's one line, nothing redrawn.
+    assert "\r" not in err and "it/s" not in err and "Epoch 1 Training" not in err
+    assert "Epoch 1/1 | loss " in out

@@ -171,3 +171,11 @@ def test_the_example_trains_s2sd_in_a_plain_loop(capsys):
     losses = [float(line.split("loss ")[1].split()[0]) for line in lines if line.startswith("step")]
     assert len(losses) == 4 and losses[-1] < 0.5 * losses[0]
     assert lines[-1].startswith("Recall@1 on new samples: ") and float(lines[-1].split(": ")[1]) >= 0.9
+
+
+def test_the_python_api_page_names_every_exported_class():
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "python_api.md"), encoding="utf-8") as f:
+        page = f.read()
+    missing = [cls.__name__ for registry in (criteria.REGISTRY, batchminer.REGISTRY) for cls in registry.values()
+               if f"`{cls.__name__}`" not in page]
+    assert not missing
