@@ -134,7 +134,7 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
         logger.log_group("training", "loss", {k: v for k, v in stats.items() if k not in ("seconds", "degenerate_steps")}, epoch)
         logger.log_group("training", "degenerate_steps", {"degenerate_steps": stats["degenerate_steps"]}, epoch)
         logger.log_group("training", "time", {"time": stats["seconds"]}, epoch)
-        logger.log_online({"Train: epochs": epoch})
+        logger.log_epoch_number(epoch)
 
         eval_start = time.time()
         results, test_embedding = evaluate_epoch(model, loaders, device, opt, logger, epoch, n_classes)

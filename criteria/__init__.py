@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Optional
 
+import batchminer as miners
 from utilities.errors import UsageError
 from utilities.registry import ComponentRegistry
 
@@ -34,9 +35,7 @@ def _sub_loss(name: str, flag: str):
 
 def check_loss_and_miner(opt) -> None:
     """Validate `--loss` (and S2SD's source/target losses) against the registry and `--batch_mining`."""
-    import batchminer
-
-    miner = batchminer.REGISTRY.lookup(opt.batch_mining)
+    miner = miners.REGISTRY.lookup(opt.batch_mining)
     if REGISTRY.lookup(opt.loss) is S2SD:
         losses = [("--loss_s2sd_source", opt.loss_s2sd_source), ("--loss_s2sd_target", opt.loss_s2sd_target)]
         for flag, name in losses:
@@ -62,8 +61,6 @@ def from_opt(name: str, opt, batchminer=None, *, n_classes: Optional[int] = None
     """The CLI's loss: class `name` with the keyword arguments its flags give in the parsed namespace `opt`
     (`Criterion.options_from`), the miner `batchminer` or else `--batch_mining`, and the runtime facts;
     `embed_dim` defaults to --embed_dim (S2SD's target branches pass their own widths)."""
-    import batchminer as miners
-
     cls = REGISTRY.lookup(name)
     runtime = dict(n_classes=n_classes, embed_dim=opt.embed_dim if embed_dim is None else embed_dim,
                    feature_dim=feature_dim)

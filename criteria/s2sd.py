@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from criteria import REGISTRY
+from criteria import REGISTRY, from_opt
 from criteria.base import Criterion
 from criteria.multisimilarity import MultiSimilarityLoss
 from utilities.flags import flag, reads
@@ -135,8 +135,6 @@ class S2SD(Criterion):
     def options_from(cls, opt, *, n_classes=None, embed_dim=None, feature_dim=None) -> dict:
         """The flags, with the source and target criteria built from --loss_s2sd_source / --loss_s2sd_target
         (the target ones at their branch width)."""
-        from criteria import from_opt
-
         def build(name: str, width: int) -> Criterion:
             return from_opt(name, opt, n_classes=n_classes, embed_dim=width, feature_dim=feature_dim)
 

@@ -28,9 +28,9 @@ class SNRLoss(TupleLoss):
     m = `margin` (--loss_snr_margin), lambda = `reg_lambda` (--loss_snr_reg_lambda; the paper's zero-mean
     regulariser, the mean runs over the triplets' anchors). As in the reference, the CLI sets lambda to 0
     under the `distance` and `random_distance` miners, whose weighting already assumes embeddings spread over
-    the sphere (`reference_reg_lambda`); built in Python, the loss uses the lambda it is given. The reference divided by the
-    number of active triplets even when it was 0 (NaN); here no active triplet gives an SNR term of 0 and
-    no triplet at all gives 0 with zero gradient. `last_tuple_count` counts active triplets.
+    the sphere (`reference_reg_lambda`); built in Python, the loss uses the lambda it is given. The reference
+    divided by the number of active triplets even when it was 0 (NaN); here no active triplet gives an SNR
+    term of 0 and no triplet at all gives 0 with zero gradient. `last_tuple_count` counts active triplets.
     """
 
     FLAGS = (

@@ -93,9 +93,9 @@ class RunLogger:
             for group, group_values in groups.items():
                 self.log_group(split, group, group_values, epoch, evaltype)
 
-    def log_online(self, values: Dict[str, float]) -> None:
-        """Values sent to W&B with this epoch's row only (no CSV, no summary), e.g. the reference's `Train: epochs`."""
-        self._pending_online.update(values)
+    def log_epoch_number(self, epoch: int) -> None:
+        """The reference's W&B epoch counter, `Train: epochs`, sent with this epoch's row only (no CSV, no summary)."""
+        self._pending_online[f"{display_name('training')}: epochs"] = epoch
 
     def restore(self, history: Dict[str, List[float]], last_epoch: int) -> None:
         """Continue a run from a checkpoint taken after `last_epoch`: take its history and drop the CSV rows of
