@@ -21,8 +21,3 @@ def save_atomic(state: dict, path: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def best_checkpoint_name(split: str, evaltype: str, metric: str) -> str:
-    """The reference's file name: checkpoint_<Split>_<evaltype>_<metric>.pth.tar."""
-    return f"checkpoint_{split}_{evaltype}_{metric}.pth.tar"

@@ -77,11 +77,8 @@ def load(path: str) -> dict:
     return state
 
 
-def given_flags(argv: Optional[Sequence[str]]) -> set:
-    """The option names (dests) that `argv` sets explicitly, defaults aside."""
-    import parameters
-
-    parser = parameters.build_parser()
+def given_flags(argv: Optional[Sequence[str]], parser: argparse.ArgumentParser) -> set:
+    """The option names (dests) that `argv` sets explicitly, defaults aside; `parser` is the CLI's, changed here."""
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     return set(vars(parser.parse_args(argv)))
@@ -91,9 +88,11 @@ def _show(value) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def merge_options(opt: argparse.Namespace, argv: Optional[Sequence[str]], saved: dict) -> argparse.Namespace:
-    """The run's saved options, with the `CHANGEABLE` flags that `argv` gives; other differing flags are refused."""
-    given = given_flags(argv)
+def merge_options(opt: argparse.Namespace, argv: Optional[Sequence[str]], saved: dict,
+                  parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The run's saved options, with the `CHANGEABLE` flags that `argv` gives; other differing flags are refused.
+    `parser` is a fresh parser of the CLI (parameters.build_parser())."""
+    given = given_flags(argv, parser)
     current = vars(opt)
     conflicts = [f"--{k} {_show(current[k])} (the run has {_show(saved[k])})"
                  for k in sorted(given) if k not in CHANGEABLE and k in saved and current[k] != saved[k]]
@@ -105,11 +104,12 @@ def merge_options(opt: argparse.Namespace, argv: Optional[Sequence[str]], saved:
     return argparse.Namespace(**merged)
 
 
-def prepare(opt: argparse.Namespace, argv: Optional[Sequence[str]]) -> Resumed:
-    """Find and load the checkpoint `--checkpoint` names, and merge its options with the command line's."""
+def prepare(opt: argparse.Namespace, argv: Optional[Sequence[str]], parser: argparse.ArgumentParser) -> Resumed:
+    """Find and load the checkpoint `--checkpoint` names, and merge its options with the command line's
+    (`parser`: a fresh parser of the CLI, parameters.build_parser())."""
     path = locate(opt.checkpoint)
     state = load(path)
-    merged = merge_options(opt, argv, state["opt"])
+    merged = merge_options(opt, argv, state["opt"], parser)
     merged.checkpoint = opt.checkpoint
     return Resumed(run_dir=os.path.dirname(os.path.abspath(path)), opt=merged, state=state, path=path)
 
