@@ -71,6 +71,10 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--kmeans_train_classes", action="store_true",
                    help="Clustering metrics (nmi, f1, ami, ...) use k = number of training classes, as the reference "
                         "did, instead of the number of classes of the evaluated split (parity with published numbers).")
+    g.add_argument("--reference_parity", action="store_true",
+                   help="Train and evaluate as the published reference code did wherever this tool deliberately "
+                        "differs by more than a crash fix (margin normaliser, S2SD learning rates, miner cutoff, "
+                        "class_random with replacement, k-means k, ...; docs/reference_parity.md).")
     g.add_argument("--evaluation_metrics", nargs="+", default=list(DEFAULT_EVALUATION_METRICS), type=str,
                    help="Metrics computed on every evaluated split.")
     g.add_argument("--storage_metrics", nargs="+", default=["e_recall@1"], type=str,

@@ -23,7 +23,12 @@ class Criterion(nn.Module):
       * `MINER_OUTPUT`: the kind of tuples it consumes (batchminer.base TRIPLETS, NPAIRS or LIFTED); a miner
         of another kind is refused (`check_miner`), so `--loss triplet --batch_mining npair` stops at parse time;
       * `FLAGS`: the command-line flags of its keyword arguments (utilities/flags.py), added to the parser by
-        the registry; `name` is its registry key, set by `REGISTRY.register`.
+        the registry; `name` is its registry key, set by `REGISTRY.register`;
+      * `OWN_LR_PARAM`: the constructor keyword of an absolute lr set by the loss's own flag (margin's
+        `beta_lr`, softmax's and arcface's `lr`). The reference's S2SD ignored those flags and trained such
+        parameters at --lr, which S2SD's `from_opt` path reproduces under --reference_parity. None for
+        losses without parameters and for those whose lr is a multiple of --lr (the reference honoured
+        proxynca's there).
 
     Constructors take the hyperparameters as keyword arguments with the reference's defaults and the
     runtime facts they need (`n_classes`, `embed_dim`, `feature_dim`) as arguments; nothing reads flags.
@@ -40,6 +45,7 @@ class Criterion(nn.Module):
     ALLOWED_MINING_OPS: Optional[Sequence[str]] = None
     MINER_OUTPUT: str = miners.TRIPLETS
     FLAGS: Tuple[Flag, ...] = ()
+    OWN_LR_PARAM: Optional[str] = None
     name = "criterion"
     batchminer = None
 
@@ -153,6 +159,8 @@ class ClassWeightLoss(Criterion):
     """A loss over cosines to a learnable weight vector per class: W in R^{C x D}, initialised
     U(-1/sqrt(D), 1/sqrt(D)), trained at its own absolute `lr` without weight decay (also inside S2SD).
     `cosines(batch)` = normalise(x) normalise(W)^T, B x C."""
+
+    OWN_LR_PARAM = "lr"
 
     def __init__(self, n_classes: int, embed_dim: int, lr: float):
         super().__init__()
