@@ -45,21 +45,30 @@ def build_optimizer(opt, model, criterion):
 
 
 def build_loaders(opt, splits: dict, device) -> dict:
-    """The training loader (batch sampler) and, per evaluated split (`testing`, ...), {"query": loader[, "gallery": loader]}.
+    """The training loader (batch sampler) and, per evaluated split (`testing`, ...), {"query": loader[, "gallery": loader]};
+    for a sampler with an embedding storage, `storage`: the training images with evaluation transforms, to fill it.
 
     The training loader starts its workers afresh each epoch, seeded from its own generator, whose state the
     `last` checkpoint keeps, so a resumed run draws the same augmentations (utilities/resume.py).
     """
     workers = 0 if splits["training"].in_memory else min(opt.kernels, os.cpu_count() or 1)
     common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=worker_init)
-    sampler = datasets.select_sampler(opt.data_sampler, splits["training"], opt)
+    sampler = datasets.select_sampler(opt.data_sampler, splits["training"], opt, device)
     loaders = {"training": DataLoader(splits["training"], batch_sampler=sampler, persistent_workers=False,
                                       generator=torch.Generator().manual_seed(opt.seed), **common)}
+    if sampler.storage is not None:
+        loaders["storage"] = DataLoader(splits["evaluation"], batch_size=opt.bs, shuffle=False, persistent_workers=False,
+                                        generator=torch.Generator().manual_seed(opt.seed), **common)
     for split, sets in evaluation.evaluated_sets(splits, include_train=not opt.no_train_metrics).items():
         loaders[split] = {role: DataLoader(dataset, batch_size=opt.bs, shuffle=False, persistent_workers=workers > 0,
                                            generator=torch.Generator().manual_seed(opt.seed), **common)
                           for role, dataset in sets.items()}
     return loaders
+
+
+def embed_training_set(model, loaders, device) -> torch.Tensor:
+    """The embeddings of all training images under the evaluation transforms, in dataset order (for the storage)."""
+    return torch.from_numpy(evaluation.embed(model, loaders["storage"], device, ["embeds"], desc="Embedding Storage")[0]["embeds"])
 
 
 def describe(opt, splits, model, criterion, device) -> str:
@@ -102,6 +111,9 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
         print(f"Dry run: data, model, criterion and optimizer built; nothing trained{where}.", flush=True)
         return {"dry_run": True, "best": {}, "last": {}, "epochs": 0, "train_seconds": 0.0, "run_dir": None}
 
+    storage = loaders["training"].batch_sampler.storage
+    if storage is not None and not resumed:  # a resumed run has it from its checkpoint
+        storage.fill(embed_training_set(model, loaders, device))
     run_dir = resumed.run_dir if resumed else make_run_dir(opt)
     write_parameters(run_dir, opt)
     logger = RunLogger(run_dir)
@@ -125,8 +137,11 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
                                           opt.seed)
     test_embedding = None
     for epoch in range(start_epoch, opt.n_epochs):
+        if storage is not None and storage.refresh_each_epoch and epoch > 0:
+            storage.refresh(embed_training_set(model, loaders, device))
         try:
-            stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch)
+            stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch,
+                                    on_step=storage.update if storage is not None else None)
         except TrainingDiverged as err:
             kept = f"the last good checkpoint is {last_path}" if os.path.exists(last_path) else "no epoch completed"
             raise TrainingDiverged(f"{err}; stopped, {kept}") from None

@@ -110,21 +110,34 @@ def batchmining_specific_parameters(parser: argparse.ArgumentParser) -> None:
     batchminer.REGISTRY.add_flags(parser.add_argument_group("batch mining"))
 
 
+class _RemovedFlag(argparse.Action):
+    """A reference flag that did nothing there and is not implemented here: giving it stops with one line saying why."""
+
+    def __init__(self, option_strings, dest, why: str, **kwargs):
+        super().__init__(option_strings, argparse.SUPPRESS, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        self.why = why
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is not supported: {self.why}; drop it")
+
+
 def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
+    """--data_sampler and the flags each sampler declares next to its class (datasets/samplers/, `FLAGS`), then
+    those of the embedding storage that the storage samplers read (datasets/embedding_storage.py)."""
+    import datasets
+    from utilities.flags import add_flags
+
     g = parser.add_argument_group("batch creation")
-    g.add_argument("--data_sampler", default="class_random", type=str, help="Batch sampler.")
+    g.add_argument("--data_sampler", default="class_random", type=str,
+                   help=f"Batch sampler: {', '.join(datasets.SAMPLERS)} (datasets/samplers/).")
     g.add_argument("--samples_per_class", default=2, type=int, help="Samples per class in a batch.")
-    g.add_argument("--data_batchmatch_bigbs", default=512, type=int)
-    g.add_argument("--data_batchmatch_ncomps", default=10, type=int)
-    g.add_argument("--data_storage_no_update", action="store_true")
-    g.add_argument("--data_d2_coreset_lambda", default=1, type=float)
-    g.add_argument("--data_gc_coreset_lim", default=1e-9, type=float)
-    g.add_argument("--data_sampler_lowproj_dim", default=-1, type=int)
-    g.add_argument("--data_sim_measure", default="euclidean", type=str)
-    g.add_argument("--data_gc_softened", action="store_true")
-    g.add_argument("--data_idx_full_prec", action="store_true")
-    g.add_argument("--data_mb_mom", default=-1, type=float)
-    g.add_argument("--data_mb_lr", default=1, type=float)
+    datasets.SAMPLERS.add_flags(g)
+    add_flags(g, datasets.EmbeddingStorage.FLAGS)
+    g.add_argument("--data_sim_measure", action=_RemovedFlag,
+                   why="the reference declared it but no sampler read it; the storage samplers compare Euclidean "
+                       "distances")
+    g.add_argument("--data_gc_coreset_lim", action=_RemovedFlag,
+                   why="the reference's greedy_coreset stored it and never read it")
 
 
 def s2sd_parameters(parser: argparse.ArgumentParser) -> None:

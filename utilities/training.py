@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 import torch
 from tqdm import tqdm
@@ -11,9 +11,14 @@ from tqdm import tqdm
 from utilities.errors import TrainingDiverged
 
 
-def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int) -> Dict[str, float]:
+def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
+                    on_step: Optional[Callable[[torch.Tensor, torch.Tensor], None]] = None) -> Dict[str, float]:
     """Train for one pass of the batch sampler; returns the mean loss, the mean of each logged loss term,
     the number of degenerate steps (no active tuple) and the seconds taken.
+
+    `on_step(indices, embeddings)`, if given, is called after each forward pass with the batch's dataset
+    indices (CPU) and its detached embeddings: the embedding storage of the storage samplers
+    (datasets/embedding_storage.py) keeps itself up to date through it.
 
     The only host synchronisation per step is the loss value, read once for the progress bar and the NaN
     check; loss terms are summed on the device and read at the end of the epoch.
@@ -25,9 +30,11 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int) -> 
     term_sums: Dict[str, torch.Tensor] = {}
     degenerate = torch.zeros((), dtype=torch.long, device=device)
     bar = tqdm(loader, desc=f"Epoch {epoch + 1} Training", leave=False, disable=None)  # a bar only on a terminal
-    for labels, images, _ in bar:
+    for labels, images, indices in bar:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         out = model(images)
+        if on_step is not None:
+            on_step(indices, out["embeds"].detach())
         loss = criterion(out["embeds"], labels, avg_batch_features=out["avg_features"], batch_features=out["features"])
         value = loss.item()
         terms = getattr(criterion, "last_terms", {})
