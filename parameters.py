@@ -225,6 +225,44 @@ def inapplicable(opt: argparse.Namespace, given: Sequence[str]) -> list:
     if "--augmentation" in given and opt.dataset in datasets.EMBEDDED:
         notes.append(f"--augmentation does not apply to {opt.dataset}: its training augmentation is fixed "
                      "(a small random affine warp, datasets/transforms.py); the flag is ignored")
+    return notes + _sampler_notes(opt, given) + _parity_notes(opt, given)
+
+
+def _sampler_notes(opt: argparse.Namespace, given: Sequence[str]) -> list:
+    """The --data_* flags that the chosen sampler (and its embedding storage) does not read."""
+    import datasets
+    from datasets.samplers import StorageSampler
+
+    chosen = datasets.SAMPLERS[opt.data_sampler]
+    storage = issubclass(chosen, StorageSampler)
+    used = set(chosen.FLAGS) | (set(datasets.EmbeddingStorage.FLAGS) if storage else set())
+    declared = dict.fromkeys([f for cls in datasets.SAMPLERS.values() for f in cls.FLAGS]
+                             + list(datasets.EmbeddingStorage.FLAGS))
+    notes = [f"{f.names[0]} does not apply to --data_sampler {opt.data_sampler}; the flag is ignored"
+             for f in declared if f.names and f.names[0] in given and f not in used]
+    if storage and "--data_mb_lr" in given and opt.data_mb_mom <= 0:
+        notes.append("--data_mb_lr only applies with --data_mb_mom > 0; the flag is ignored")
+    if storage and opt.data_mb_mom > 0 and opt.data_storage_no_update and not opt.data_idx_full_prec:
+        notes.append("--data_mb_mom: with --data_storage_no_update and without --data_idx_full_prec the storage is "
+                     "never rewritten; the flag is ignored")
+    return notes
+
+
+def _parity_notes(opt: argparse.Namespace, given: Sequence[str]) -> list:
+    """Flags whose value --reference_parity replaces by the reference's behaviour."""
+    from batchminer.distance import no_cutoff_under_parity
+
+    if not opt.reference_parity:
+        return []
+    miner_flags = dict.fromkeys(f for cls in batchminer.REGISTRY.values() for f in cls.FLAGS)
+    notes = [f"{f.names[0]} does not apply with --reference_parity: the reference applied no upper cutoff; "
+             "the flag is ignored" for f in miner_flags if f.convert is no_cutoff_under_parity and f.names[0] in given]
+    if criteria.REGISTRY.lookup(opt.loss) is criteria.S2SD:
+        for name in dict.fromkeys([opt.loss_s2sd_source, opt.loss_s2sd_target]):
+            cls = criteria.REGISTRY[name]
+            notes += [f"{f.names[0]} does not apply inside S2SD with --reference_parity: the reference trained "
+                      f"{name}'s parameters at --lr; the flag is ignored"
+                      for f in cls.FLAGS if cls.OWN_LR_PARAM and f.param == cls.OWN_LR_PARAM and f.names[0] in given]
     return notes
 
 
