@@ -29,6 +29,25 @@ N_CANDIDATES = flag("--data_batchmatch_ncomps", param="n_candidates", default=10
 HISTOGRAM_BINS, HISTOGRAM_WEIGHT = 50, 75.0
 
 
+def members(x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(P, K, bs, D) embeddings of the candidates' pool positions."""
+    rows = torch.arange(len(x), device=x.device)[:, None, None]
+    return x[rows, candidates]
+
+
+def histogram(values: torch.Tensor, low: torch.Tensor, width: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """Normalised HISTOGRAM_BINS-bin histograms of each row of `values` (P x groups*V, row p split into `groups`
+    rows of V) over [low_p, low_p + HISTOGRAM_BINS width_p] (the top edge falls in the last bin, like numpy):
+    P x HISTOGRAM_BINS, or P x groups x HISTOGRAM_BINS."""
+    n_pools = len(values)
+    bins = ((values - low[:, None]) / width[:, None]).floor().clamp(0, HISTOGRAM_BINS - 1).long()
+    bins = bins.view(n_pools, groups, -1)
+    counts = torch.zeros(n_pools, groups, HISTOGRAM_BINS, device=values.device)
+    counts.scatter_add_(2, bins, torch.ones_like(bins, dtype=counts.dtype))
+    counts = counts / counts.sum(-1, keepdim=True)
+    return counts[:, 0] if groups == 1 else counts
+
+
 class BatchMatchSampler(StorageSampler):
     """Pools and candidates as in the module docstring; `costs` scores each candidate against its pool
     (lower is better) and `choose` keeps the lowest (ties: the first candidate)."""
@@ -52,7 +71,8 @@ class BatchMatchSampler(StorageSampler):
         self.class_offsets = np.concatenate([[0], np.cumsum(self.class_counts)[:-1]])
 
     def per_pool_elements(self) -> int:
-        return max(self.pool_size**2, self.n_candidates * self.batch_size * max(self.batch_size, self.storage.embeddings.shape[1]))
+        dim = self.projection_dim if self.projection_dim > 0 else self.storage.embeddings.shape[1]
+        return max(self.pool_size**2, self.n_candidates * self.batch_size * max(self.batch_size, dim))
 
     def pool_classes(self, n: int) -> np.ndarray:
         """(n, U) class positions of n pools: the classes drawn once more first, then (if every class is in
@@ -91,12 +111,6 @@ class BatchMatchSampler(StorageSampler):
         return np.take_along_axis(pools, positions, 1)
 
 
-def members(x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """(P, K, bs, D) embeddings of the candidates' pool positions."""
-    rows = torch.arange(len(x), device=x.device)[:, None, None]
-    return x[rows, candidates]
-
-
 @SAMPLERS.register("disthist_batchmatch")
 class DistHistBatchMatchSampler(BatchMatchSampler):
     """Keeps the candidate b minimising
@@ -127,19 +141,6 @@ class DistHistBatchMatchSampler(BatchMatchSampler):
         mean_gap = (x.mean(1)[:, None] - cand_x.mean(2)).norm(dim=-1)
         std_gap = (x.std(1, unbiased=False)[:, None] - cand_x.std(2, unbiased=False)).norm(dim=-1)
         return mean_gap + std_gap + HISTOGRAM_WEIGHT * (w1 + w1)
-
-
-def histogram(values: torch.Tensor, low: torch.Tensor, width: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """Normalised HISTOGRAM_BINS-bin histograms of each row of `values` (P x groups*V, row p split into `groups`
-    rows of V) over [low_p, low_p + HISTOGRAM_BINS width_p] (the top edge falls in the last bin, like numpy):
-    P x HISTOGRAM_BINS, or P x groups x HISTOGRAM_BINS."""
-    n_pools = len(values)
-    bins = ((values - low[:, None]) / width[:, None]).floor().clamp(0, HISTOGRAM_BINS - 1).long()
-    bins = bins.view(n_pools, groups, -1)
-    counts = torch.zeros(n_pools, groups, HISTOGRAM_BINS, device=values.device)
-    counts.scatter_add_(2, bins, torch.ones_like(bins, dtype=counts.dtype))
-    counts = counts / counts.sum(-1, keepdim=True)
-    return counts[:, 0] if groups == 1 else counts
 
 
 @SAMPLERS.register("fid_batchmatch")
