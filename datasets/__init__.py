@@ -29,8 +29,8 @@ from utilities.errors import UsageError
 from utilities.registry import Registry
 
 REGISTRY: Registry = Registry("dataset", "--dataset")
-#: datasets shipped in the repository: no --source_path
-EMBEDDED = {"glyphs"}
+#: datasets shipped in the repository (no --source_path) -> their background value, which augmentation fills in
+EMBEDDED = {"glyphs": 0, "icons": 255}
 #: datasets whose tree is --source_path itself rather than <source_path>/<name>
 TREE_AT_SOURCE = {"folder"}
 
@@ -79,7 +79,7 @@ def select(name: str, opt, source_path: str) -> dict:
     layout: Layout = build(_root(name, source_path), opt)
     if name in EMBEDDED:
         def make_transform(train):
-            return transforms.glyph(train, convention)
+            return transforms.glyph(train, convention, fill=EMBEDDED[name])
     else:
         def make_transform(train):
             return transforms.photo(opt, train, convention)
@@ -100,4 +100,4 @@ def select(name: str, opt, source_path: str) -> dict:
 
 
 # Importing the dataset modules fills REGISTRY.
-from datasets import cars196, cub200, folder, glyphs, inshop, online_products  # noqa: E402,F401
+from datasets import cars196, cub200, folder, glyphs, icons, inshop, online_products  # noqa: E402,F401
