@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Only these groups (e.g. glyphs_scratch-ms32-base), for a quick look.")
     parser.add_argument("--max_epochs", type=int, default=None, help="Cap every budget (a smoke test).")
     parser.add_argument("--jobs", type=int, default=1, help="Trainings at once; each gets cores/jobs threads.")
-    parser.add_argument("--timing_rounds", type=int, default=3,
+    parser.add_argument("--timing_rounds", type=int, default=7,
                         help="Interleaved rounds of the step-time measurement (0: none).")
     parser.add_argument("--tables_only", action="store_true", help="Tabulate the runs there are; train nothing.")
     return parser
