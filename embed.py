@@ -58,7 +58,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with cli.one_line_messages("embed.py"):
         device = cli.device(args) if args.images else torch.device("cpu")
         run = runs.load(args.run, args.checkpoint, device)
-        print(f"Run {run.run_dir}: {run.opt.arch}, embed_dim {run.opt.embed_dim}, "
+        print(f"Run {args.run}: {run.opt.arch}, embed_dim {run.opt.embed_dim}, "
               f"checkpoint {os.path.basename(run.checkpoint)}, on {device}", flush=True)
         if args.export:
             checked = export(run, args.export, args.out)

@@ -37,11 +37,16 @@ def write_part(part: Part, class_names: Sequence[str], out: str) -> List[str]:
     return [os.path.join(out, name) for name in relative]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> List[str]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m inference.glyph_images", description=__doc__.split("\n")[0])
     parser.add_argument("out", help="The folder to create.")
     parser.add_argument("--split", choices=["test", "train"], default="test",
                         help="The test characters (the 85 unseen ones) or the training ones.")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[str]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if os.path.exists(args.out):
         parser.error(f"{args.out} exists; choose a new folder")

@@ -158,6 +158,15 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, run_dir, capsys, case):
     assert not os.path.exists(tmp_path / "out")
 
 
+def test_device_cuda_without_cuda_is_one_line(tmp_path, run_dir, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    write_pngs(str(tmp_path / "imgs"), 1)
+    line = run_error(capsys, embed.main, ["--run", run_dir, "--images", str(tmp_path / "imgs"), "--out",
+                                          str(tmp_path / "out"), "--device", "cuda"])
+    assert line == "embed.py: error: --device cuda: no CUDA device is available on this machine; use --device cpu"
+
+
 def test_search_bad_input(tmp_path, run_dir, capsys):
     write_pngs(str(tmp_path / "imgs"), 3, classes=("only",))
     embed_folder(run_dir, tmp_path / "imgs", tmp_path / "ix")
