@@ -70,8 +70,8 @@ def _export_onnx(module: torch.nn.Module, example: torch.Tensor, path: str) -> C
         except ImportError:
             missing.append(package)
     if missing:
-        raise UsageError(f"--export onnx needs the Python packages {', '.join(ONNX_PACKAGES[:-1])} and {ONNX_PACKAGES[-1]} (missing: "
-                         f"{', '.join(missing)}); pip install {' '.join(ONNX_PACKAGES)}")
+        raise UsageError(f"--export onnx needs the Python packages {', '.join(ONNX_PACKAGES[:-1])} and "
+                         f"{ONNX_PACKAGES[-1]} (missing: {', '.join(missing)}); pip install {' '.join(ONNX_PACKAGES)}")
     import onnxruntime
 
     batch = torch.export.Dim("batch", min=1)

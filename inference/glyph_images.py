@@ -29,7 +29,8 @@ def class_folder(class_name: str) -> str:
 
 def write_part(part: Part, class_names: Sequence[str], out: str) -> List[str]:
     """Write `part`'s images under `out` atomically; returns the path of each image, in the part's order."""
-    relative = [os.path.join(class_folder(class_names[label]), f"{i:05d}.png") for i, label in enumerate(part.labels.tolist())]
+    relative = [os.path.join(class_folder(class_names[label]), f"{i:05d}.png")
+                for i, label in enumerate(part.labels.tolist())]
     with atomic.written_folder(out) as tmp:
         for name, image in zip(relative, part.sources):
             os.makedirs(os.path.join(tmp, os.path.dirname(name)), exist_ok=True)

@@ -1,11 +1,10 @@
 """An index folder, as `embed.py --out OUT` writes it and `search.py --index OUT` reads it:
 
-| file | holds |
-| --- | --- |
-| `embeddings.npy` | N x D float32, L2-normalised, row i is image i |
-| `images.csv` | `path,label,class` per image: absolute path, class id 0..C-1 (classes sorted by name) and class name, both empty without a class |
-| `index.faiss` | a `faiss.IndexFlatL2` over the embeddings |
-| `index.json` | the run folder and checkpoint that embedded them, the evaltype, the run's seed and metrics |
+* `embeddings.npy`: N x D float32, L2-normalised, row i is image i;
+* `images.csv`: `path,label,class` per image: its absolute path, class id (0..C-1, classes sorted by name)
+  and class name, both empty for an image without a class;
+* `index.faiss`: a `faiss.IndexFlatL2` over the embeddings;
+* `index.json`: the run folder and checkpoint that embedded them, the evaltype, the run's seed and metrics.
 
 Search is exact. On unit vectors the squared Euclidean distance d^2 and the cosine similarity s rank alike,
 s = 1 - d^2 / 2, and `IndexFlatL2` breaks distance ties by the smaller row, as the metrics' kNN does

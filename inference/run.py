@@ -45,7 +45,8 @@ def read_options(run_dir: str) -> argparse.Namespace:
         with open(path) as f:
             saved = json.load(f)
     except FileNotFoundError:
-        raise UsageError(f"--run {run_dir}: no parameters.json in this folder; is it a run folder made by main.py?") from None
+        raise UsageError(f"--run {run_dir}: no parameters.json in this folder; is it a run folder made by main.py?") \
+            from None
     except (OSError, ValueError) as err:
         raise UsageError(f"--run {run_dir}: cannot read parameters.json ({err})") from None
     opt = parameters.build_parser().parse_args([])

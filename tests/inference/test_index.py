@@ -87,7 +87,8 @@ def test_an_interrupted_write_keeps_the_previous_index_and_leaves_no_partial_fol
 def test_out_that_is_not_an_index_folder_is_refused(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "keep.jpg").write_bytes(b"x")
-    with pytest.raises(index.UsageError, match=r"^--out .*photos: exists and is not an index folder; choose a new folder name$"):
+    message = r"^--out .*photos: exists and is not an index folder; choose a new folder name$"
+    with pytest.raises(index.UsageError, match=message):
         index.write(str(tmp_path / "photos"), unit_rows(2, 3), ["/a", "/b"], ["", ""], {})
     assert os.listdir(tmp_path / "photos") == ["keep.jpg"]
 
