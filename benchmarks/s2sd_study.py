@@ -48,7 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import Result_Evaluations  # noqa: E402
-from utilities import results_table  # noqa: E402
+from evaluation import results_table  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""Embed the evaluated splits with the model and hand the features to `metrics`.
+"""Embed the evaluated splits with the model and hand the features to `metrics`; per epoch, log the values
+and keep the best checkpoints (evaluation/epoch.py).
 
-Evaluated splits and the datasets they come from (`datasets.select` keys):
+Evaluated splits, named by their `datasets.select` keys (evaluation/splits.py):
 
-* "Test": `testing`, or `testing_query` against `testing_gallery` when the dataset has a query/gallery
-  protocol (In-Shop): queries are retrieved from the gallery only, same label = same item;
-* "Val": `validation`, or `validation_query` / `validation_gallery`;
-* "Train": `evaluation` (the training images with evaluation transforms), unless --no_train_metrics.
+* `testing`, or `testing_query` against `testing_gallery` when the dataset has a query/gallery protocol
+  (In-Shop): queries are retrieved from the gallery only, same label = same item;
+* `validation`, or `validation_query` / `validation_gallery`;
+* `evaluation` (the training images with evaluation transforms), unless --no_train_metrics.
 
 Without a gallery every sample is a query against all the others of its split.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,34 +22,35 @@ from tqdm import tqdm
 
 import metrics
 from evaluation import evaltypes as evaltype_parsing
-
-SPLIT_KEYS = {"Test": "testing", "Val": "validation", "Train": "evaluation"}
+from evaluation.splits import EVALUATED
 
 
 def evaluated_sets(splits: Mapping, include_train: bool = True) -> Dict[str, Dict[str, object]]:
-    """{"Test": {"query": dataset[, "gallery": dataset]}, ...} for the splits present in `splits`."""
+    """{"testing": {"query": dataset[, "gallery": dataset]}, ...} for the evaluated splits present in `splits`."""
     sets = {}
-    for split, key in SPLIT_KEYS.items():
-        if split == "Train" and not include_train:
+    for key in EVALUATED:
+        if key == "evaluation" and not include_train:
             continue
         query, gallery = splits.get(f"{key}_query"), splits.get(f"{key}_gallery")
         if (query is None) != (gallery is None):
             raise ValueError(f"the dataset returned only one of {key}_query and {key}_gallery")
         if query is not None:
-            sets[split] = {"query": query, "gallery": gallery}
+            sets[key] = {"query": query, "gallery": gallery}
         elif key in splits:
-            sets[split] = {"query": splits[key]}
+            sets[key] = {"query": splits[key]}
     return sets
 
 
 @torch.no_grad()
-def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data") -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-    """Run the model in eval mode over `loader`; returns ({output key: N x D float32}, labels N)."""
+def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data",
+          progress: Optional[bool] = None) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Run the model in eval mode over `loader`; returns ({output key: N x D float32}, labels N).
+    `progress`: show a progress bar (None: only on a terminal)."""
     was_training = model.training
     model.eval()
     outputs = {key: [] for key in keys}
     labels = []
-    for batch_labels, images, _ in tqdm(loader, desc=desc, leave=False):
+    for batch_labels, images, _ in tqdm(loader, desc=desc, leave=False, disable=None if progress is None else not progress):
         out = model(images.to(device, non_blocking=True))
         for key in keys:
             outputs[key].append(out[key].float().cpu())
@@ -83,11 +85,15 @@ def embed_split(model, loaders, device, opt, desc: str):
     return query_features, query_labels, gallery_features, gallery_labels
 
 
-def embed_and_score(model, loaders, device, opt, desc: str):
-    """(metrics {evaltype: {metric: value}}, query features {evaltype: N x D}, query labels N) for one split."""
+def embed_and_score(model, loaders, device, opt, desc: str, n_train_classes: Optional[int] = None):
+    """(metrics {evaltype: {metric: value}}, query features {evaltype: N x D}, query labels N) for one split.
+
+    `n_train_classes` is the k of the clustering metrics with --kmeans_train_classes."""
     query_features, query_labels, gallery_features, gallery_labels = embed_split(model, loaders, device, opt, desc)
     backend, metric_device = metric_backend(opt, device)
-    options = dict(n_clusters=opt.n_classes if opt.kmeans_train_classes else None, seed=opt.seed,
+    if opt.kmeans_train_classes and n_train_classes is None:
+        raise ValueError("--kmeans_train_classes: pass n_train_classes, the number of training classes")
+    options = dict(n_clusters=n_train_classes if opt.kmeans_train_classes else None, seed=opt.seed,
                    threads=max(1, min(opt.kernels, os.cpu_count() or 1)), backend=backend, device=metric_device)
     results = {
         name: metrics.compute_metrics(x, query_labels, opt.evaluation_metrics, gallery=gallery_features.get(name),
@@ -97,6 +103,7 @@ def embed_and_score(model, loaders, device, opt, desc: str):
     return results, query_features, query_labels
 
 
-def evaluate_split(model, loaders, device, opt, desc: str) -> Dict[str, Dict[str, float]]:
+def evaluate_split(model, loaders, device, opt, desc: str,
+                   n_train_classes: Optional[int] = None) -> Dict[str, Dict[str, float]]:
     """{evaltype: {metric: value}} for one split, with `opt.evaluation_metrics`."""
-    return embed_and_score(model, loaders, device, opt, desc)[0]
+    return embed_and_score(model, loaders, device, opt, desc, n_train_classes)[0]

@@ -8,11 +8,7 @@ from typing import Dict
 import torch
 from tqdm import tqdm
 
-from utilities.errors import UsageError
-
-
-class TrainingDiverged(UsageError):
-    """The loss became NaN or infinite; the message names the step and the loss terms."""
+from utilities.errors import TrainingDiverged
 
 
 def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int) -> Dict[str, float]:
@@ -28,7 +24,7 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int) -> 
     loss_sum, steps = 0.0, 0
     term_sums: Dict[str, torch.Tensor] = {}
     degenerate = torch.zeros((), dtype=torch.long, device=device)
-    bar = tqdm(loader, desc=f"Epoch {epoch + 1} Training", leave=False)
+    bar = tqdm(loader, desc=f"Epoch {epoch + 1} Training", leave=False, disable=None)  # a bar only on a terminal
     for labels, images, _ in bar:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         out = model(images)

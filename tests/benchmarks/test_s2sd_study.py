@@ -13,7 +13,7 @@ import main
 import parameters
 from tests.conftest import write_cub_tree
 from tests.test_resume import TINY
-from utilities import results_table
+from evaluation import results_table
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "s2sd_study.py")
 

@@ -153,3 +153,20 @@ def test_items_are_colour_and_augmentation_fills_white(data):
     white = splits["training"].transform(torch.full((3, 32, 32), 255, dtype=torch.uint8))
     plain = splits["testing"].transform(torch.full((3, 32, 32), 255, dtype=torch.uint8))
     assert torch.allclose(white, plain)  # a warped white image stays white: the uncovered border is white too
+
+
+def test_inference_prepares_an_icon_file_as_the_test_split_serves_it(data, tmp_path):
+    from PIL import Image
+
+    from inference import adapters
+
+    opt = make_opt("--dataset", "icons", "--arch", "resnet18")
+    testing = datasets.select("icons", opt, "")["testing"]
+    _, served, _ = testing[0]
+    path = tmp_path / "icon.png"
+    Image.fromarray(testing.images[0].permute(1, 2, 0).numpy()).save(path)
+    prepared = adapters.evaluation_input(opt)(Image.open(path))
+    assert torch.equal(prepared, served)
+    transparent = Image.new("RGBA", (32, 32), (0, 0, 0, 0))  # nothing drawn: the icons' white background
+    assert torch.equal(adapters.evaluation_input(opt)(transparent),
+                       testing.transform(torch.full((3, 32, 32), 255, dtype=torch.uint8)))
