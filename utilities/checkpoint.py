@@ -6,6 +6,8 @@ import tempfile
 
 import torch
 
+from utilities.errors import UsageError
+
 
 def save_atomic(state: dict, path: str) -> None:
     """torch.save to a temporary file next to `path`, then os.replace: a kill mid-write keeps the old file."""
@@ -21,3 +23,12 @@ def save_atomic(state: dict, path: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def load_cpu(path: str):
+    """torch.load on the CPU, tensors and plain values only (no code is unpickled); a file that cannot be
+    read is a UsageError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise UsageError(f"--checkpoint {path}: cannot read it ({type(err).__name__}: {str(err).splitlines()[0]})") from None

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from utilities.checkpoint import load_cpu
 from utilities.errors import UsageError
 
 LAST_CHECKPOINT = "checkpoint_last.pth.tar"
@@ -67,10 +68,7 @@ def locate(path: str) -> str:
 
 def load(path: str) -> dict:
     """Load a resumable checkpoint on the CPU (tensors and plain values only: no code is unpickled)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise UsageError(f"--checkpoint {path}: cannot read it ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    state = load_cpu(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT or "optimizer" not in state:
         raise UsageError(f"--checkpoint {path}: not a resumable checkpoint (best-metric checkpoints hold the model only); "
                          f"pass the run folder or its {LAST_CHECKPOINT}")
