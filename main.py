@@ -68,7 +68,8 @@ def build_loaders(opt, splits: dict, device) -> dict:
 
 def embed_training_set(model, loaders, device) -> torch.Tensor:
     """The embeddings of all training images under the evaluation transforms, in dataset order (for the storage)."""
-    return torch.from_numpy(evaluation.embed(model, loaders["storage"], device, ["embeds"], desc="Embedding Storage")[0]["embeds"])
+    embeddings, _ = evaluation.embed(model, loaders["storage"], device, ["embeds"], desc="Embedding Storage")
+    return torch.from_numpy(embeddings["embeds"])
 
 
 def describe(opt, splits, model, criterion, device) -> str:

@@ -73,7 +73,8 @@ class EmbeddingStorage:
         """Store all N embeddings (N x D, in dataset order) as they are; the momentum starts at 0."""
         embeddings = self._as_tensor(embeddings)
         if embeddings.shape != self.embeddings.shape:
-            raise ValueError(f"EmbeddingStorage.fill: expected {tuple(self.embeddings.shape)}, got {tuple(embeddings.shape)}")
+            raise ValueError(f"EmbeddingStorage.fill: expected {tuple(self.embeddings.shape)}, "
+                             f"got {tuple(embeddings.shape)}")
         self.embeddings.copy_(embeddings)
         if self.velocity is not None:
             self.velocity.zero_()

@@ -98,7 +98,8 @@ class BatchMatchSampler(StorageSampler):
         keys = self.rng.random((n, self.n_candidates, len(self.class_counts)))
         classes = np.argsort(keys, axis=2)[..., :self.classes_per_batch]
         ranks = self.distinct_ranks(self.class_counts[classes].ravel(), self.samples_per_class)
-        return (self.class_offsets[classes][..., None] + ranks.reshape(*classes.shape, -1)).reshape(n, self.n_candidates, -1)
+        positions = self.class_offsets[classes][..., None] + ranks.reshape(*classes.shape, -1)
+        return positions.reshape(n, self.n_candidates, -1)
 
     def costs(self, x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """(P, K) cost of each candidate (pool positions `candidates`, P x K x bs) against its pool `x` (P x M x D)."""

@@ -17,7 +17,8 @@ from utilities import resume
 FLAGS = ["--dataset", "glyphs", "--arch", "slimresnet18_normalize", "--not_pretrained", "--embed_dim", "16",
          "--bs", "8", "--samples_per_class", "2", "--kernels", "0", "--loss", "margin", "--device", "cpu",
          "--lr", "1e-3", "--plot_every", "0", "--tsne_points", "0", "--retrieval_queries", "0", "--no_train_metrics",
-         "--evaluation_metrics", "e_recall@1", "nmi", "--storage_metrics", "e_recall@1", "--data_batchmatch_bigbs", "16", "--seed", "2"]
+         "--evaluation_metrics", "e_recall@1", "nmi", "--storage_metrics", "e_recall@1", "--data_batchmatch_bigbs", "16",
+         "--seed", "2"]
 STEPS_PER_EPOCH = 48 // 8
 
 
