@@ -26,9 +26,10 @@ class MarginLoss(TupleLoss):
       numbers were made with it.
 
     N_or <= N_terms <= 2 N_or, so the default loss and its gradients are N_or / N_terms times the
-    reference's: 0.55-0.63 on realistic batches (epoch means, single batches 0.51-0.69; measured by
-    benchmarks/margin_normaliser.py on glyph batches of 112 at 2 per class with the `distance` miner,
-    beta = 1.2, 128-d, from the fresh embedding through four epochs of training; docs/criteria.md). Under
+    reference's: 0.55-0.64 on realistic batches (epoch means, single batches 0.51-0.72; measured by
+    benchmarks/margin_normaliser.py on glyph batches of 112 at 2 per class with the `distance` miner, with and
+    without its upper cutoff, beta = 1.2, 128-d, from the fresh embedding through four epochs of training;
+    docs/reference_parity.md). Under
     S2SD this weighs the margin terms 1.6-1.8x lower against the KL terms than the published runs did.
 
     beta is a learnable per-class vector (`n_classes` entries) initialised to `beta` (--loss_margin_beta,
