@@ -48,9 +48,9 @@ def load_state_dict(path: str) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as err:
         raise UsageError(f"weights file {path}: cannot read it ({err.strerror or err})") from None
-    except Exception as err:  # torch raises several types for foreign, damaged or code-carrying files
-        raise UsageError(f"weights file {path}: not a PyTorch state dict, or a damaged one ({type(err).__name__}); "
-                         "pass the backbone's ImageNet weights (.pth) or --not_pretrained") from None
+    except Exception:  # torch raises several types for foreign, damaged or code-carrying files
+        raise UsageError(f"weights file {path}: not a PyTorch state dict, or a damaged one; pass the backbone's "
+                         "ImageNet weights (.pth) or --not_pretrained") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -148,8 +148,8 @@ def test_checkpoint_paths_that_cannot_resume(tmp_path, capsys):
     broken.write_bytes(b"PK\x03\x04 not a checkpoint")
     with pytest.raises(UsageError) as err:
         resume.load(str(broken))
-    assert str(err.value) == (f"--checkpoint {broken}: not a checkpoint this program wrote, or a damaged one "
-                              "(RuntimeError); pass a run folder or its checkpoint_last.pth.tar")
+    assert str(err.value) == (f"--checkpoint {broken}: not a checkpoint this program wrote, or a damaged one; pass "
+                              "a run folder or its checkpoint_last.pth.tar")
     with pytest.raises(SystemExit) as exit_info:
         main.main(["--checkpoint", str(empty)])
     assert exit_info.value.code == 2

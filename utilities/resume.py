@@ -80,9 +80,9 @@ def load(path: str) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as err:
         raise UsageError(f"--checkpoint {path}: cannot read it ({err.strerror or err})") from None
-    except Exception as err:  # torch raises several types for truncated, foreign or code-carrying files
-        raise UsageError(f"--checkpoint {path}: not a checkpoint this program wrote, or a damaged one "
-                         f"({type(err).__name__}); pass a run folder or its {LAST_CHECKPOINT}") from None
+    except Exception:  # torch raises several types for truncated, foreign or code-carrying files
+        raise UsageError(f"--checkpoint {path}: not a checkpoint this program wrote, or a damaged one; pass a run "
+                         f"folder or its {LAST_CHECKPOINT}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "optimizer" not in state:
         raise UsageError(f"--checkpoint {path}: not a resumable checkpoint (best-metric checkpoints hold the model only); "
                          f"pass the run folder or its {LAST_CHECKPOINT}")
