@@ -1,4 +1,6 @@
-"""--checkpoint: exact resumption after SIGKILL mid-epoch, a kill during a checkpoint write, refusals, NaN stops.
+"""--checkpoint: exact resumption after SIGKILL mid-epoch, a kill during a checkpoint write, refusals, NaN stops;
+and preemption: SIGTERM or SIGINT mid-epoch saves the position inside the epoch, and the resumed run ends with
+the results of an uninterrupted one.
 
 The runs are tiny (a miniature CUB200 tree, slimresnet18, 2 steps per epoch) but exercise everything a resume
 must restore: S2SD with margin source and target criteria (learnable betas in their own optimizer groups),
@@ -20,7 +22,7 @@ import torch
 import main
 from tests.conftest import write_cub_tree
 from utilities import resume
-from utilities.errors import EXIT_DIVERGED, UsageError
+from utilities.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset", "cub200", "--arch", "slimresnet18_normalize", "--not_pretrained", "--embed_dim", "16",
@@ -31,10 +33,17 @@ TINY = ["--dataset", "cub200", "--arch", "slimresnet18_normalize", "--not_pretra
         "--evaluation_metrics", "e_recall@1", "e_recall@2", "nmi"]
 
 
-def run_killed(args, *flags):
+def run_interrupted(args, *flags, status=-signal.SIGKILL):
+    """Run main.py through tests/interrupt_run.py in its own process group; returns its stderr lines that are
+    not warnings."""
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "interrupt_run.py"), *flags, "--", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert proc.returncode == status, proc.stderr[-2000:]
+    return [line for line in proc.stderr.splitlines() if line.startswith("main.py")]
+
+
+def run_killed(args, *flags):
+    run_interrupted(args, *flags)
 
 
 def csv_rows(run_dir, name):
@@ -195,3 +204,43 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert err[0].endswith(f"; stopped, the last good checkpoint is {last}")
     assert "kl " in err[0] and "feat_kl " in err[0]
     assert resume.load(last)["epoch"] == 0
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_the_step_and_the_resumed_run_gives_the_uninterrupted_results(uninterrupted):
+    """SIGTERM during step 3 (epoch 2, step 1): the step ends, `last` holds epoch 1 and step 1 of epoch 2, one line
+    says how to resume, status 75; the resumed run draws the rest of epoch 2 as the uninterrupted run did."""
+    args, reference = uninterrupted
+    run_dir = os.path.join(os.path.dirname(reference["run_dir"]), "sigterm")
+    last = os.path.join(run_dir, resume.LAST_CHECKPOINT)
+    lines = run_interrupted(args + ["--savename", "sigterm"], "--signal-after-steps", "3", status=EXIT_INTERRUPTED)
+    assert lines == [f"main.py: interrupted by SIGTERM at epoch 2/2, step 1/2; saved in {last}; resume with: "
+                     f"python main.py --checkpoint {run_dir}"]
+    state = resume.load(last)
+    assert state["epoch"] == 0 and state["progress"]["step"] == 1 and int(state["criterion"]["iteration"]) == 3
+    assert [r[0] for r in csv_rows(run_dir, "Data_Train_loss.csv")] == ["epoch", "0"]
+    assert not os.path.exists(os.path.join(run_dir, ".lock"))
+
+    resumed = main.main(["--checkpoint", run_dir])
+    assert resumed["run_dir"] == run_dir
+    assert_same_results(run_dir, reference)
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_and_signals_during_the_write(uninterrupted):
+    """SIGINT to the whole process group (the DataLoader worker gets it too, as from a terminal) during step 1,
+    then SIGTERM and SIGINT again in the middle of writing the checkpoint: the write completes, the run stops
+    with status 75, and resuming from epoch 1, step 2 gives the uninterrupted results."""
+    args, reference = uninterrupted
+    run_dir = os.path.join(os.path.dirname(reference["run_dir"]), "ctrl_c")
+    lines = run_interrupted(args + ["--savename", "ctrl_c"], "--signal-after-steps", "1", "--signal", "INT",
+                            "--to-group", "--signal-during-save", status=EXIT_INTERRUPTED)
+    assert lines[:2] == [f"main.py: {name} again: the run is already stopping and saves first; SIGKILL would stop it "
+                         "now and keep the previous checkpoint" for name in ("SIGTERM", "SIGINT")]
+    assert lines[2].startswith("main.py: interrupted by SIGINT at epoch 1/2, step 1/2; saved in ") and len(lines) == 3
+    state = resume.load(os.path.join(run_dir, resume.LAST_CHECKPOINT))
+    assert state["epoch"] == -1 and state["progress"]["step"] == 1
+    assert [n for n in os.listdir(run_dir) if n.startswith(".")] == []  # no temporary file, no lock
+
+    main.main(["--checkpoint", run_dir])
+    assert_same_results(run_dir, reference)
