@@ -198,6 +198,18 @@ def test_runs_started_in_the_same_instant_get_their_own_folders(tmp_path):
     assert len(os.listdir(tmp_path / "glyphs")) == 200
 
 
+def test_a_truncated_jpeg_in_the_test_half_is_skipped_and_the_run_completes(tmp_path, capsys):
+    """It crashed the first evaluation in a DataLoader worker ("image file is truncated"), an epoch in."""
+    source = write_cub_tree(str(tmp_path / "data"), n_classes=4, per_class=3)
+    cut = os.path.join(source, "cub200", "images", "003.Bird_3", "img_2.jpg")
+    data = open(cut, "rb").read()
+    open(cut, "wb").write(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match=rf"skipping unreadable image {cut} \(OSError: "):
+        summary = main.main(TINY_CUB + ["--source_path", source, "--save_path", str(tmp_path / "runs"),
+                                        "--n_epochs", "1", "--kernels", "1"])
+    assert summary["epochs"] == 1 and 0 <= summary["last"]["test/e_recall@1"] <= 1
+
+
 def test_a_random_bytes_checkpoint_gets_no_advice_to_unpickle_it(tmp_path, capsys):
     junk = tmp_path / "checkpoint_last.pth.tar"
     junk.write_bytes(np.random.default_rng(0).bytes(5000))
