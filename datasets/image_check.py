@@ -88,7 +88,7 @@ def decode_problems(paths: Sequence[str], workers: Optional[int] = None) -> List
         reasons.append(entry[2] if signature is not None and entry is not None and entry[:2] == signature else None)
     todo = [i for i, reason in enumerate(reasons) if reason is None]
     if todo:
-        with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as pool:
+        with ThreadPoolExecutor(max_workers=workers or min(32, os.cpu_count() or 1)) as pool:
             for i, reason in zip(todo, pool.map(decode_problem, [paths[i] for i in todo])):
                 reasons[i] = reason
         _write_cache(cache_file, {os.path.abspath(p): [*s, r] for p, s, r in zip(paths, signatures, reasons)
