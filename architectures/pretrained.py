@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from utilities.checkpoint import load_safely
 from utilities.errors import UsageError
 
 
@@ -44,13 +45,8 @@ def find_weights(arch_name: str, file_names: Sequence[str], opt, locations: Sequ
 def load_state_dict(path: str) -> dict:
     """Read a state dict saved either bare or under a 'state_dict'/'model' key; a file that is not one (text,
     a truncated download, a pickle with code) is one line naming it."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as err:
-        raise UsageError(f"weights file {path}: cannot read it ({err.strerror or err})") from None
-    except Exception:  # torch raises several types for foreign, damaged or code-carrying files
-        raise UsageError(f"weights file {path}: not a PyTorch state dict, or a damaged one; pass the backbone's "
-                         "ImageNet weights (.pth) or --not_pretrained") from None
+    state = load_safely(path, f"weights file {path}", "not a PyTorch state dict, or a damaged one; pass the "
+                         "backbone's ImageNet weights (.pth) or --not_pretrained")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

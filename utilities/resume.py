@@ -41,6 +41,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from utilities.checkpoint import load_safely
 from utilities.errors import UsageError
 from utilities.training import EpochProgress
 
@@ -76,13 +77,8 @@ def locate(path: str) -> str:
 
 def load(path: str) -> dict:
     """Load a resumable checkpoint on the CPU (tensors and plain values only: no code is unpickled)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as err:
-        raise UsageError(f"--checkpoint {path}: cannot read it ({err.strerror or err})") from None
-    except Exception:  # torch raises several types for truncated, foreign or code-carrying files
-        raise UsageError(f"--checkpoint {path}: not a checkpoint this program wrote, or a damaged one; pass a run "
-                         f"folder or its {LAST_CHECKPOINT}") from None
+    state = load_safely(path, f"--checkpoint {path}", "not a checkpoint this program wrote, or a damaged one; pass a "
+                        f"run folder or its {LAST_CHECKPOINT}")
     if not isinstance(state, dict) or state.get("format") != FORMAT or "optimizer" not in state:
         raise UsageError(f"--checkpoint {path}: not a resumable checkpoint (best-metric checkpoints hold the model only); "
                          f"pass the run folder or its {LAST_CHECKPOINT}")
