@@ -1,8 +1,8 @@
 """Stop signals: deferred to the end of a step once a run writes, immediate while it is set up; an epoch stopped
 between two steps continues exactly, including augmentations drawn in the main process (in-memory datasets).
 
-The end-to-end runs (a real SIGTERM to main.py, Ctrl-C to the process group, signals during the checkpoint
-write) are in tests/test_resume.py."""
+The end-to-end run (a real SIGTERM to main.py's process group, then signals during the checkpoint write) is in
+tests/test_resume.py."""
 import io
 import os
 import signal
