@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from utilities.checkpoint import load_safely
+from utilities.checkpoint import load_cpu
 from utilities.errors import UsageError
 
 
@@ -45,8 +45,8 @@ def find_weights(arch_name: str, file_names: Sequence[str], opt, locations: Sequ
 def load_state_dict(path: str) -> dict:
     """Read a state dict saved either bare or under a 'state_dict'/'model' key; a file that is not one (text,
     a truncated download, a pickle with code) is one line naming it."""
-    state = load_safely(path, f"weights file {path}", "not a PyTorch state dict, or a damaged one; pass the "
-                         "backbone's ImageNet weights (.pth) or --not_pretrained")
+    state = load_cpu(path, f"weights file {path}", "not a PyTorch state dict, or a damaged one; pass the backbone's "
+                     "ImageNet weights (.pth) or --not_pretrained")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -42,13 +42,15 @@ def evaluated_sets(splits: Mapping, include_train: bool = True) -> Dict[str, Dic
 
 
 @torch.no_grad()
-def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data") -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-    """Run the model in eval mode over `loader`; returns ({output key: N x D float32}, labels N)."""
+def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data",
+          progress: Optional[bool] = None) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Run the model in eval mode over `loader`; returns ({output key: N x D float32}, labels N).
+    `progress`: show a progress bar (None: only on a terminal)."""
     was_training = model.training
     model.eval()
     outputs = {key: [] for key in keys}
     labels = []
-    for batch_labels, images, _ in tqdm(loader, desc=desc, leave=False, disable=None):  # a bar only on a terminal
+    for batch_labels, images, _ in tqdm(loader, desc=desc, leave=False, disable=None if progress is None else not progress):
         out = model(images.to(device, non_blocking=True))
         for key in keys:
             outputs[key].append(out[key].float().cpu())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Optional
 
 import torch
 
@@ -25,10 +26,15 @@ def save_atomic(state: dict, path: str) -> None:
         raise
 
 
-def load_safely(path: str, name: str, remedy: str):
+#: What the line says of a file that torch cannot load as tensors and plain values.
+NOT_A_CHECKPOINT = "not a checkpoint this program wrote, or a damaged one"
+
+
+def load_cpu(path: str, name: Optional[str] = None, remedy: str = NOT_A_CHECKPOINT):
     """torch.load on the CPU with weights_only=True (tensors and plain values: no code is unpickled). A file that
     cannot be read, or is not such a file (text, a truncated download, a pickle with code), is one line: `name`
-    (the file, or the flag and the file) and `remedy`, what it is not and what to pass instead."""
+    (default `--checkpoint <path>`) and `remedy`, what it is not and what to pass instead."""
+    name = name or f"--checkpoint {path}"
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except OSError as err:

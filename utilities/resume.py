@@ -41,7 +41,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from utilities.checkpoint import load_safely
+from utilities.checkpoint import NOT_A_CHECKPOINT, load_cpu
 from utilities.errors import UsageError
 from utilities.training import EpochProgress
 
@@ -77,8 +77,7 @@ def locate(path: str) -> str:
 
 def load(path: str) -> dict:
     """Load a resumable checkpoint on the CPU (tensors and plain values only: no code is unpickled)."""
-    state = load_safely(path, f"--checkpoint {path}", "not a checkpoint this program wrote, or a damaged one; pass a "
-                        f"run folder or its {LAST_CHECKPOINT}")
+    state = load_cpu(path, remedy=f"{NOT_A_CHECKPOINT}; pass a run folder or its {LAST_CHECKPOINT}")
     if not isinstance(state, dict) or state.get("format") != FORMAT or "optimizer" not in state:
         raise UsageError(f"--checkpoint {path}: not a resumable checkpoint (best-metric checkpoints hold the model only); "
                          f"pass the run folder or its {LAST_CHECKPOINT}")
