@@ -100,8 +100,10 @@ def flag_value(draw, action):
     else:
         start = _edge(spec, below=False) if has_low else -8
         stop = min(high if high is not None else start + 64, start + 64)
-        value = (draw(st.integers(start, stop if spec.le is not None or high is None else stop - 1))
-                 if spec.kind is int else draw(st.floats(start, stop, allow_nan=False, exclude_max=spec.lt is not None)))
+        if spec.kind is int:
+            value = draw(st.integers(start, stop if spec.le is not None or high is None else stop - 1))
+        else:
+            value = draw(st.floats(start, stop, allow_nan=False, exclude_max=spec.lt is not None))
     return repr(value) if spec.kind is float else str(value)
 
 
