@@ -3,10 +3,12 @@
 `main(argv)` parses the flags, builds data, backbone, criterion and optimizer from their registries, trains
 for --n_epochs, evaluates every epoch (evaluation/epoch.py), and returns the summary it also writes to
 `<run>/summary.json`. Bad input ends with one line on stderr and exit status 2, a diverged loss with one line
-and exit status 3 (utilities/errors.py).
+and exit status 3, SIGTERM or SIGINT with a saved checkpoint, one line saying how to resume and exit status 75
+(utilities/errors.py, utilities/preemption.py). One run at a time writes in a run folder (utilities/run_lock.py).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -27,10 +29,12 @@ from evaluation.splits import display_name
 from utilities import embedding_map, online, resume, retrieval_grid
 from utilities.checkpoint import save_atomic
 from utilities.device import resolve_device
-from utilities.errors import EXIT_DIVERGED, EXIT_USAGE, TrainingDiverged, UsageError
-from utilities.run_folder import jsonable_options, make_run_dir, run_name, write_parameters
+from utilities.errors import EXIT_DIVERGED, EXIT_USAGE, Interrupted, TrainingDiverged, UsageError
+from utilities.preemption import StopSignals
+from utilities.run_folder import check_save_path, jsonable_options, make_run_dir, run_name, write_parameters
+from utilities.run_lock import RunLock
 from utilities.seeding import seed_everything, worker_init
-from utilities.training import train_one_epoch
+from utilities.training import EpochInterrupted, EpochProgress, train_one_epoch
 
 
 def build_optimizer(opt, model, criterion):
@@ -95,8 +99,13 @@ def draw_pictures(opt, run_dir: str, epoch: int, test_split, test_embedding, que
                             *test_embedding, queries, opt.retrieval_k, f"{shown} retrieval after epoch {epoch + 1}/{opt.n_epochs}")
 
 
-def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
+def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSignals] = None) -> dict:
+    """Build everything, then train in a new run folder (or `resumed`'s, whose lock the caller holds).
+    `stop`: the SIGTERM/SIGINT handling of `main` (none: the run is never asked to stop)."""
+    stop = stop or StopSignals()
     device = resolve_device(opt)
+    if not resumed:
+        check_save_path(opt.save_path, opt.dataset)
     seed_everything(opt.seed)
     splits = datasets.select(opt.dataset, opt, opt.source_path)
     n_classes = splits["training"].n_classes
@@ -105,17 +114,38 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
     optimizer, scheduler = build_optimizer(opt, model, criterion)
     loaders = build_loaders(opt, splits, device)
     parts = dict(model=model, criterion=criterion, optimizer=optimizer, scheduler=scheduler, loader=loaders["training"])
-    start_epoch = resume.restore(resumed.state, **parts) if resumed else 0
+    start_epoch, progress = resume.restore(resumed.state, **parts) if resumed else (0, None)
     if opt.dry_run:
         print(describe(opt, splits, model, criterion, device), flush=True)
-        where = f"; --checkpoint would continue {resumed.run_dir} at epoch {start_epoch + 1}" if resumed else ""
+        where = f"; --checkpoint would continue {resumed.run_dir} at {position(start_epoch, progress, opt)}" \
+            if resumed else ""
         print(f"Dry run: data, model, criterion and optimizer built; nothing trained{where}.", flush=True)
         return {"dry_run": True, "best": {}, "last": {}, "epochs": 0, "train_seconds": 0.0, "run_dir": None}
 
     storage = loaders["training"].batch_sampler.storage
     if storage is not None and not resumed:  # a resumed run has it from its checkpoint
         storage.fill(embed_training_set(model, loaders, device))
-    run_dir = resumed.run_dir if resumed else make_run_dir(opt)
+    stop.defer()  # from here on a stop signal waits for a step to end, and the run saves before it stops
+    if resumed:
+        return run(opt, resumed.run_dir, splits, loaders, parts, device, stop, resumed, start_epoch, progress)
+    run_dir = make_run_dir(opt)
+    with RunLock(run_dir):
+        return run(opt, run_dir, splits, loaders, parts, device, stop)
+
+
+def position(epoch: int, progress: Optional[EpochProgress], opt) -> str:
+    """`epoch 3/10`, or `epoch 3/10, step 5` when a checkpoint was written after step 4 of epoch 3."""
+    return f"epoch {epoch + 1}/{opt.n_epochs}" + (f", step {progress.step + 1}" if progress else "")
+
+
+def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, device, stop: StopSignals,
+        resumed: Optional[resume.Resumed] = None, start_epoch: int = 0,
+        progress: Optional[EpochProgress] = None) -> dict:
+    """Train and evaluate from `start_epoch` (and `progress` into it) to --n_epochs in `run_dir`, logging and
+    checkpointing every epoch; stop at the first safe point after a stop signal (`Interrupted`)."""
+    model, criterion, optimizer, scheduler = parts["model"], parts["criterion"], parts["optimizer"], parts["scheduler"]
+    n_classes = splits["training"].n_classes
+    storage = loaders["training"].batch_sampler.storage
     write_parameters(run_dir, opt)
     logger = RunLogger(run_dir)
     train_seconds, online_ref = 0.0, {"name": run_name(opt)}
@@ -123,7 +153,7 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
         resume.remove_partial_writes(run_dir)
         logger.restore(resumed.state["history"], start_epoch - 1)
         train_seconds, online_ref = resumed.state["train_seconds"], resumed.state["online"] or online_ref
-        print(f"Resuming {run_dir} from {os.path.basename(resumed.path)} at epoch {start_epoch + 1}/{opt.n_epochs}",
+        print(f"Resuming {run_dir} from {os.path.basename(resumed.path)} at {position(start_epoch, progress, opt)}",
               flush=True)
     online_run = online.start(opt, run_dir, online_ref["name"], run_id=online_ref.get("id"))
     if online_run is not None:
@@ -132,20 +162,32 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
     print(describe(opt, splits, model, criterion, device), flush=True)
 
     last_path = os.path.join(run_dir, resume.LAST_CHECKPOINT)
+
+    def save_last(epoch: int, within: Optional[EpochProgress] = None) -> None:
+        save_atomic(resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
+                                          opt_dict=jsonable_options(opt), online=online_ref, progress=within),
+                    last_path)
+
     # The retrieval grid ranks a split against itself; query/gallery datasets (In-Shop) get no grid.
     test_split = splits.get("testing")
     queries = retrieval_grid.pick_queries(len(test_split) if test_split is not None else 0, opt.retrieval_queries,
                                           opt.seed)
     test_embedding = None
     for epoch in range(start_epoch, opt.n_epochs):
-        if storage is not None and storage.refresh_each_epoch and epoch > 0:
+        continued = progress is not None and epoch == start_epoch  # its storage refresh is in the checkpoint
+        if storage is not None and storage.refresh_each_epoch and epoch > 0 and not continued:
             storage.refresh(embed_training_set(model, loaders, device))
         try:
-            stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch,
-                                    on_step=storage.update if storage is not None else None)
+            within = progress if continued else EpochProgress.starting(loaders["training"])
+            stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch, within,
+                                    lambda: stop.requested)
         except TrainingDiverged as err:
             kept = f"the last good checkpoint is {last_path}" if os.path.exists(last_path) else "no epoch completed"
             raise TrainingDiverged(f"{err}; stopped, {kept}") from None
+        except EpochInterrupted as interrupted:
+            save_last(epoch - 1, interrupted.progress)
+            raise Interrupted(stop.signum, f"at epoch {epoch + 1}/{opt.n_epochs}, step {interrupted.progress.step}/"
+                                           f"{len(loaders['training'])}", last_path) from None
         train_seconds += stats["seconds"]
         logger.log_group("training", "loss", {k: v for k, v in stats.items() if k not in ("seconds", "degenerate_steps")}, epoch)
         logger.log_group("training", "degenerate_steps", {"degenerate_steps": stats["degenerate_steps"]}, epoch)
@@ -163,8 +205,9 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
             scheduler.step()
         if opt.plot_every and ((epoch + 1) % opt.plot_every == 0 or epoch + 1 == opt.n_epochs):
             draw_pictures(opt, run_dir, epoch, test_split, test_embedding, queries)
-        save_atomic(resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
-                                          opt_dict=jsonable_options(opt), online=online_ref), last_path)
+        save_last(epoch)
+        if stop.requested:
+            raise Interrupted(stop.signum, f"after epoch {epoch + 1}/{opt.n_epochs}", last_path)
 
     if opt.tsne_points:
         test_embedding = final_test_embedding(model, loaders, device, opt, test_embedding)
@@ -183,14 +226,27 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     opt = parameters.parse(argv)
     try:
-        resumed = resume.prepare(opt, argv, parameters.build_parser()) if opt.checkpoint else None
-        return train(resumed.opt if resumed else opt, resumed)
+        with StopSignals() as stop, contextlib.ExitStack() as lock:
+            resumed = resume.prepare(opt, argv, parameters.build_parser()) if opt.checkpoint else None
+            if resumed and not resumed.opt.dry_run:
+                lock.enter_context(RunLock(resumed.run_dir))  # before anything is built, let alone written
+            return train(resumed.opt if resumed else opt, resumed, stop)
     except UsageError as err:
         sys.stderr.write(f"main.py: error: {err}\n")
         raise SystemExit(EXIT_USAGE) from None
     except TrainingDiverged as err:
         sys.stderr.write(f"main.py: error: {err}\n")
         raise SystemExit(EXIT_DIVERGED) from None
+    except Interrupted as err:
+        if err.checkpoint is None and opt.checkpoint and not opt.dry_run:
+            err.checkpoint = opt.checkpoint  # stopped while setting up a resumed run: its checkpoint is untouched
+        if err.checkpoint:
+            run_dir = err.checkpoint if os.path.isdir(err.checkpoint) else os.path.dirname(err.checkpoint)
+            sys.stderr.write(f"main.py: {err}; saved in {err.checkpoint}; resume with: "
+                             f"python main.py --checkpoint {run_dir}\n")
+        else:
+            sys.stderr.write(f"main.py: {err}; nothing to resume\n")
+        raise SystemExit(err.exit_status) from None
 
 
 if __name__ == "__main__":

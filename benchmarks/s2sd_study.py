@@ -242,8 +242,8 @@ def step_seconds(settings: Sequence[Setting], rounds: int, threads: int) -> Dict
             opt = parameters.parse(members[0].flags() + ["--use_tv_split"])
             train = datasets.select(cell.dataset, opt, "")["training"]
             torch.manual_seed(0)
-            sampler = datasets.select_sampler(opt.data_sampler, train, opt)
-            indices = [list(b) for _, b in zip(range(max(rounds, 1)), sampler)]
+            indices = [list(b) for _, b in zip(range(max(rounds, 1)), datasets.select_sampler(opt.data_sampler, train,
+                                                                                               opt))]
             batches = [(torch.stack([train[i][1] for i in b]), torch.as_tensor(train.labels[b])) for b in indices]
             for setting in members:
                 steps[setting.group] = training_step(parameters.parse(setting.flags() + ["--use_tv_split"]),
@@ -252,9 +252,9 @@ def step_seconds(settings: Sequence[Setting], rounds: int, threads: int) -> Dict
         for k in range(rounds):
             for group, step in steps.items():
                 times[group].append(step(k))
-        return {group: statistics.median(t) for group, t in times.items()}
-    finally:
-        torch.set_num_threads(previous_threads)  # a caller (a test) keeps its own thread count
+    finally:  # the smoke test runs this in the test process, whose later runs must keep their thread count
+        torch.set_num_threads(previous_threads)
+    return {group: statistics.median(t) for group, t in times.items()}
 
 
 def training_step(opt, n_classes, batches, architectures, criteria, build_optimizer):
@@ -263,7 +263,7 @@ def training_step(opt, n_classes, batches, architectures, criteria, build_optimi
 
     torch.manual_seed(0)
     model = architectures.select(opt.arch, opt).train()
-    criterion = criteria.select(opt.loss, opt, n_classes=n_classes, feature_dim=model.feature_dim).train()
+    criterion = criteria.from_opt(opt.loss, opt, n_classes=n_classes, feature_dim=model.feature_dim).train()
     optimizer, _ = build_optimizer(opt, model, criterion)
 
     def step(k: int) -> float:

@@ -29,6 +29,9 @@ class Criterion(nn.Module):
         parameters at --lr, which S2SD's `from_opt` path reproduces under --reference_parity. None for
         losses without parameters and for those whose lr is a multiple of --lr (the reference honoured
         proxynca's there).
+      * `LEARNS_FROM_PAIRS`: the loss compares the images of a batch with each other (tuples, pair
+        similarities), so a batch needs two images of a class and two classes, else every step is degenerate;
+        losses against proxies or class weights learn from any batch.
 
     Constructors take the hyperparameters as keyword arguments with the reference's defaults and the
     runtime facts they need (`n_classes`, `embed_dim`, `feature_dim`) as arguments; nothing reads flags.
@@ -46,6 +49,7 @@ class Criterion(nn.Module):
     MINER_OUTPUT: str = miners.TRIPLETS
     FLAGS: Tuple[Flag, ...] = ()
     OWN_LR_PARAM: Optional[str] = None
+    LEARNS_FROM_PAIRS: bool = False
     name = "criterion"
     batchminer = None
 
@@ -116,6 +120,7 @@ class TupleLoss(Criterion):
     """
 
     REQUIRES_BATCHMINER = True
+    LEARNS_FROM_PAIRS = True
 
     def __init__(self, batchminer=None):
         super().__init__()

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import ClassWeightLoss
-from utilities.flags import flag, reads
+from utilities.flags import Bounded, flag, reads
 
 
 @REGISTRY.register("softmax")
@@ -23,8 +23,8 @@ class NormSoftmaxLoss(ClassWeightLoss):
     """
 
     FLAGS = (
-        flag("--loss_softmax_lr", param="lr", default=0.00001, type=float),
-        flag("--loss_softmax_temperature", param="temperature", default=0.05, type=float),
+        flag("--loss_softmax_lr", param="lr", default=0.00001, type=Bounded(float, ge=0)),
+        flag("--loss_softmax_temperature", param="temperature", default=0.05, type=Bounded(float, gt=0)),
         reads("reference_parity", "normalise_embedding", convert=lambda parity, opt: not parity),
     )
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from utilities.errors import UsageError
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 class EmbeddingStorage:
@@ -41,10 +41,10 @@ class EmbeddingStorage:
              help="Storage samplers: do not replace stored embeddings with each training step's own."),
         flag("--data_idx_full_prec", param="refresh_each_epoch", action="store_true",
              help="Storage samplers: embed the whole training set again at the start of every epoch after the first."),
-        flag("--data_mb_mom", param="momentum", default=-1, type=float,
-             help="Storage samplers: momentum m of the change of each stored embedding (<= 0: none; "
+        flag("--data_mb_mom", param="momentum", default=-1, type=Bounded(float, ge=0, lt=1, also=(-1,)),
+             help="Storage samplers: momentum m of the change of each stored embedding (0 or -1: none; "
                   "datasets/embedding_storage.py)."),
-        flag("--data_mb_lr", param="momentum_lr", default=1, type=float,
+        flag("--data_mb_lr", param="momentum_lr", default=1, type=Bounded(float, gt=0),
              help="Storage samplers: stored = new + this x momentum of the change (with --data_mb_mom > 0)."),
     )
 
@@ -105,8 +105,10 @@ class EmbeddingStorage:
         self.embeddings[indices] = new
 
     def state_dict(self) -> dict:
-        return {"embeddings": self.embeddings.cpu(), "velocity": None if self.velocity is None else self.velocity.cpu(),
-                "filled": self.filled}
+        """A copy on the CPU (never a view of the live storage: the state taken at an epoch's start must not
+        follow the epoch's updates)."""
+        return {"embeddings": self.embeddings.to("cpu", copy=True), "filled": self.filled,
+                "velocity": None if self.velocity is None else self.velocity.to("cpu", copy=True)}
 
     def load_state_dict(self, state: dict) -> None:
         self.embeddings.copy_(state["embeddings"])

@@ -21,9 +21,9 @@ import torch
 from datasets.samplers import SAMPLERS
 from datasets.samplers.storage_based import StorageSampler, batched_squared_distances
 from utilities.errors import UsageError
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
-N_CANDIDATES = flag("--data_batchmatch_ncomps", param="n_candidates", default=10, type=int,
+N_CANDIDATES = flag("--data_batchmatch_ncomps", param="n_candidates", default=10, type=Bounded(int, ge=1),
                     help="batchmatch samplers: candidate batches compared for each batch.")
 #: disthist_batchmatch: number of histogram bins and the weight of the histogram term (the reference's).
 HISTOGRAM_BINS, HISTOGRAM_WEIGHT = 50, 75.0

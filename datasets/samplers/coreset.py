@@ -16,7 +16,7 @@ import torch
 from datasets.samplers import SAMPLERS
 from datasets.samplers.storage_based import StorageSampler, batched_squared_distances
 from utilities.errors import UsageError
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 class CoresetSampler(StorageSampler):
@@ -102,7 +102,7 @@ class D2CoresetSampler(CoresetSampler):
     """
 
     FLAGS = StorageSampler.FLAGS + (
-        flag("--data_d2_coreset_lambda", param="distance_exponent", default=1, type=float,
+        flag("--data_d2_coreset_lambda", param="distance_exponent", default=1, type=Bounded(float, ge=0),
              help="d2_coreset: exponent of the summed squared distances to the chosen points."),
     )
 

@@ -18,11 +18,11 @@ import torch
 from datasets.embedding_storage import EmbeddingStorage
 from datasets.samplers.base import BatchSampler
 from utilities.errors import UsageError
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
-POOL_SIZE = flag("--data_batchmatch_bigbs", param="pool_size", default=512, type=int,
+POOL_SIZE = flag("--data_batchmatch_bigbs", param="pool_size", default=512, type=Bounded(int, ge=1),
                  help="Storage samplers: number of stored embeddings (the pool) each batch is chosen from.")
-PROJECTION = flag("--data_sampler_lowproj_dim", param="projection_dim", default=-1, type=int,
+PROJECTION = flag("--data_sampler_lowproj_dim", param="projection_dim", default=-1, type=Bounded(int, ge=1, also=(-1,)),
                   help="Storage samplers: if > 0, compare the pool after a fresh random linear map to this many "
                        "dimensions (one map per pool).")
 #: Elements of the largest per-chunk tensor; bounds the memory of an epoch's computation (~256 MB in fp32).

@@ -1,8 +1,9 @@
 """Each sampler through main.main on a few glyph classes: the storage is filled once, updated at every step from
-the step's own embeddings, refreshed each epoch with --data_idx_full_prec; a resumed run gives the
-uninterrupted run's results, storage included."""
+the step's own embeddings, refreshed each epoch with --data_idx_full_prec; a run stopped by SIGTERM (between
+epochs or inside one) and resumed gives the uninterrupted run's results, storage included."""
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -32,13 +33,15 @@ def few_glyphs(name, opt, source_path):
 def glyph_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setattr(datasets, "select", few_glyphs)
-    calls = {"fill": 0, "refresh": 0, "update": []}
+    calls = {"fill": 0, "refresh": 0, "update": [], "sigterm_at_update": None}
     for method in ("fill", "refresh", "update"):
         original = getattr(EmbeddingStorage, method)
 
         def counted(self, *args, _original=original, _method=method):
             if _method == "update":
                 calls["update"].append((torch.as_tensor(args[0]).clone(), args[1].clone()))
+                if len(calls["update"]) == calls["sigterm_at_update"]:
+                    os.kill(os.getpid(), signal.SIGTERM)  # main.py finishes the step, saves and exits 75
             else:
                 calls[_method] += 1
             return _original(self, *args)
@@ -62,18 +65,27 @@ def test_a_short_glyphs_run_with_each_sampler(glyph_runs, sampler):
         stored = state["sampler"]["storage"]["embeddings"]
         torch.testing.assert_close(stored[indices[last]], embeddings[last])  # the last step's own embeddings
     else:
-        assert calls == {"fill": 0, "refresh": 0, "update": []} and set(state["sampler"]) == {"rng"}
+        assert calls["fill"] == calls["refresh"] == 0 and calls["update"] == [] and set(state["sampler"]) == {"rng"}
 
 
 @pytest.mark.slow
-def test_a_resumed_storage_run_gives_the_uninterrupted_results(glyph_runs, tmp_path):
+@pytest.mark.parametrize("stopped_at_step", [STEPS_PER_EPOCH, STEPS_PER_EPOCH + 3], ids=["between-epochs", "mid-epoch"])
+def test_a_resumed_storage_run_gives_the_uninterrupted_results(glyph_runs, tmp_path, stopped_at_step):
     run, calls = glyph_runs
-    flags = ["--data_sampler", "greedy_coreset", "--data_idx_full_prec", "--data_mb_mom", "0.5", "--data_mb_lr", "0.5"]
-    whole = run(*flags, "--n_epochs", "2", "--savename", "whole")
+    flags = ["--data_sampler", "greedy_coreset", "--data_idx_full_prec", "--data_mb_mom", "0.5", "--data_mb_lr", "0.5",
+             "--n_epochs", "2"]
+    whole = run(*flags, "--savename", "whole")
     assert calls["fill"] == 1 and calls["refresh"] == 1  # every epoch after the first starts with a refresh
-    first = run(*flags, "--n_epochs", "1", "--savename", "split")
-    resumed = main.main(["--checkpoint", first["run_dir"], "--n_epochs", "2"])
-    assert calls["fill"] == 2  # the resumed run took its storage from the checkpoint
+    calls["sigterm_at_update"] = len(calls["update"]) + stopped_at_step
+    with pytest.raises(SystemExit) as stopped:
+        run(*flags, "--savename", "split")
+    assert stopped.value.code == 75
+    state = torch.load(os.path.join(tmp_path, "glyphs", "split", resume.LAST_CHECKPOINT), weights_only=True)
+    assert (state["epoch"], (state["progress"] or {}).get("step")) == ((0, None) if stopped_at_step == STEPS_PER_EPOCH
+                                                                      else (0, 3))
+    resumed = main.main(["--checkpoint", os.path.join(tmp_path, "glyphs", "split")])
+    # the resumed run took its storage from the checkpoint, and refreshed it only for an epoch it began itself
+    assert calls["fill"] == 2 and calls["refresh"] == 2
     for key in ("test/e_recall@1", "test/nmi", "train/loss"):
         assert resumed["last"][key] == pytest.approx(whole["last"][key], abs=1e-6)
     ends = [torch.load(os.path.join(r["run_dir"], resume.LAST_CHECKPOINT), weights_only=True) for r in (whole, resumed)]
