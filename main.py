@@ -49,21 +49,31 @@ def build_optimizer(opt, model, criterion):
 
 
 def build_loaders(opt, splits: dict, device) -> dict:
-    """The training loader (batch sampler) and, per evaluated split (`testing`, ...), {"query": loader[, "gallery": loader]}.
+    """The training loader (batch sampler) and, per evaluated split (`testing`, ...), {"query": loader[, "gallery": loader]};
+    for a sampler with an embedding storage, `storage`: the training images with evaluation transforms, to fill it.
 
     The training loader starts its workers afresh each epoch, seeded from its own generator, whose state the
     `last` checkpoint keeps, so a resumed run draws the same augmentations (utilities/resume.py).
     """
     workers = 0 if splits["training"].in_memory else min(opt.kernels, os.cpu_count() or 1)
     common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=worker_init)
-    sampler = datasets.select_sampler(opt.data_sampler, splits["training"], opt)
+    sampler = datasets.select_sampler(opt.data_sampler, splits["training"], opt, device)
     loaders = {"training": DataLoader(splits["training"], batch_sampler=sampler, persistent_workers=False,
                                       generator=torch.Generator().manual_seed(opt.seed), **common)}
+    if sampler.storage is not None:
+        loaders["storage"] = DataLoader(splits["evaluation"], batch_size=opt.bs, shuffle=False, persistent_workers=False,
+                                        generator=torch.Generator().manual_seed(opt.seed), **common)
     for split, sets in evaluation.evaluated_sets(splits, include_train=not opt.no_train_metrics).items():
         loaders[split] = {role: DataLoader(dataset, batch_size=opt.bs, shuffle=False, persistent_workers=workers > 0,
                                            generator=torch.Generator().manual_seed(opt.seed), **common)
                           for role, dataset in sets.items()}
     return loaders
+
+
+def embed_training_set(model, loaders, device) -> torch.Tensor:
+    """The embeddings of all training images under the evaluation transforms, in dataset order (for the storage)."""
+    embeddings, _ = evaluation.embed(model, loaders["storage"], device, ["embeds"], desc="Embedding Storage")
+    return torch.from_numpy(embeddings["embeds"])
 
 
 def describe(opt, splits, model, criterion, device) -> str:
@@ -112,6 +122,9 @@ def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSign
         print(f"Dry run: data, model, criterion and optimizer built; nothing trained{where}.", flush=True)
         return {"dry_run": True, "best": {}, "last": {}, "epochs": 0, "train_seconds": 0.0, "run_dir": None}
 
+    storage = loaders["training"].batch_sampler.storage
+    if storage is not None and not resumed:  # a resumed run has it from its checkpoint
+        storage.fill(embed_training_set(model, loaders, device))
     stop.defer()  # from here on a stop signal waits for a step to end, and the run saves before it stops
     if resumed:
         return run(opt, resumed.run_dir, splits, loaders, parts, device, stop, resumed, start_epoch, progress)
@@ -132,6 +145,7 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, device, sto
     checkpointing every epoch; stop at the first safe point after a stop signal (`Interrupted`)."""
     model, criterion, optimizer, scheduler = parts["model"], parts["criterion"], parts["optimizer"], parts["scheduler"]
     n_classes = splits["training"].n_classes
+    storage = loaders["training"].batch_sampler.storage
     write_parameters(run_dir, opt)
     logger = RunLogger(run_dir)
     train_seconds, online_ref = 0.0, {"name": run_name(opt)}
@@ -160,8 +174,11 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, device, sto
                                           opt.seed)
     test_embedding = None
     for epoch in range(start_epoch, opt.n_epochs):
+        continued = progress is not None and epoch == start_epoch  # its storage refresh is in the checkpoint
+        if storage is not None and storage.refresh_each_epoch and epoch > 0 and not continued:
+            storage.refresh(embed_training_set(model, loaders, device))
         try:
-            within = progress if progress and epoch == start_epoch else EpochProgress.starting(loaders["training"])
+            within = progress if continued else EpochProgress.starting(loaders["training"])
             stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch, within,
                                     lambda: stop.requested)
         except TrainingDiverged as err:

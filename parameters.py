@@ -77,6 +77,10 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--kmeans_train_classes", action="store_true",
                    help="Clustering metrics (nmi, f1, ami, ...) use k = number of training classes, as the reference "
                         "did, instead of the number of classes of the evaluated split (parity with published numbers).")
+    g.add_argument("--reference_parity", action="store_true",
+                   help="Train and evaluate as the published reference code did wherever this tool deliberately "
+                        "differs by more than a crash fix (margin normaliser, S2SD learning rates, miner cutoff, "
+                        "class_random with replacement, k-means k, ...; docs/reference_parity.md).")
     g.add_argument("--evaluation_metrics", nargs="+", default=list(DEFAULT_EVALUATION_METRICS), type=str,
                    help="Metrics computed on every evaluated split.")
     g.add_argument("--storage_metrics", nargs="+", default=["e_recall@1"], type=str,
@@ -113,21 +117,34 @@ def batchmining_specific_parameters(parser: argparse.ArgumentParser) -> None:
     batchminer.REGISTRY.add_flags(parser.add_argument_group("batch mining"))
 
 
+class _RemovedFlag(argparse.Action):
+    """A reference flag that did nothing there and is not implemented here: giving it stops with one line saying why."""
+
+    def __init__(self, option_strings, dest, why: str, **kwargs):
+        super().__init__(option_strings, argparse.SUPPRESS, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        self.why = why
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is not supported: {self.why}; drop it")
+
+
 def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
+    """--data_sampler and the flags each sampler declares next to its class (datasets/samplers/, `FLAGS`), then
+    those of the embedding storage that the storage samplers read (datasets/embedding_storage.py)."""
+    import datasets
+    from utilities.flags import add_flags
+
     g = parser.add_argument_group("batch creation")
-    g.add_argument("--data_sampler", default="class_random", type=str, help="Batch sampler.")
+    g.add_argument("--data_sampler", default="class_random", type=str,
+                   help=f"Batch sampler: {', '.join(datasets.SAMPLERS)} (datasets/samplers/).")
     g.add_argument("--samples_per_class", default=2, type=Bounded(int, ge=1), help="Samples per class in a batch.")
-    g.add_argument("--data_batchmatch_bigbs", default=512, type=Bounded(int, ge=1))
-    g.add_argument("--data_batchmatch_ncomps", default=10, type=Bounded(int, ge=1))
-    g.add_argument("--data_storage_no_update", action="store_true")
-    g.add_argument("--data_d2_coreset_lambda", default=1, type=Bounded(float, ge=0))
-    g.add_argument("--data_gc_coreset_lim", default=1e-9, type=Bounded(float, ge=0))
-    g.add_argument("--data_sampler_lowproj_dim", default=-1, type=Bounded(int, ge=1, also=(-1,)))
-    g.add_argument("--data_sim_measure", default="euclidean", type=str)
-    g.add_argument("--data_gc_softened", action="store_true")
-    g.add_argument("--data_idx_full_prec", action="store_true")
-    g.add_argument("--data_mb_mom", default=-1, type=Bounded(float, ge=0, le=1, also=(-1,)))
-    g.add_argument("--data_mb_lr", default=1, type=Bounded(float, gt=0))
+    datasets.SAMPLERS.add_flags(g)
+    add_flags(g, datasets.EmbeddingStorage.FLAGS)
+    g.add_argument("--data_sim_measure", action=_RemovedFlag,
+                   why="the reference declared it but no sampler read it; the storage samplers compare Euclidean "
+                       "distances")
+    g.add_argument("--data_gc_coreset_lim", action=_RemovedFlag,
+                   why="the reference's greedy_coreset stored it and never read it")
 
 
 def s2sd_parameters(parser: argparse.ArgumentParser) -> None:
@@ -216,6 +233,44 @@ def inapplicable(opt: argparse.Namespace, given: Sequence[str]) -> list:
     if "--augmentation" in given and opt.dataset in datasets.EMBEDDED:
         notes.append(f"--augmentation does not apply to {opt.dataset}: its training augmentation is fixed "
                      "(a small random affine warp, datasets/transforms.py); the flag is ignored")
+    return notes + _sampler_notes(opt, given) + _parity_notes(opt, given)
+
+
+def _sampler_notes(opt: argparse.Namespace, given: Sequence[str]) -> list:
+    """The --data_* flags that the chosen sampler (and its embedding storage) does not read."""
+    import datasets
+    from datasets.samplers import StorageSampler
+
+    chosen = datasets.SAMPLERS[opt.data_sampler]
+    storage = issubclass(chosen, StorageSampler)
+    used = set(chosen.FLAGS) | (set(datasets.EmbeddingStorage.FLAGS) if storage else set())
+    declared = dict.fromkeys([f for cls in datasets.SAMPLERS.values() for f in cls.FLAGS]
+                             + list(datasets.EmbeddingStorage.FLAGS))
+    notes = [f"{f.names[0]} does not apply to --data_sampler {opt.data_sampler}; the flag is ignored"
+             for f in declared if f.names and f.names[0] in given and f not in used]
+    if storage and "--data_mb_lr" in given and opt.data_mb_mom <= 0:
+        notes.append("--data_mb_lr only applies with --data_mb_mom > 0; the flag is ignored")
+    if storage and opt.data_mb_mom > 0 and opt.data_storage_no_update and not opt.data_idx_full_prec:
+        notes.append("--data_mb_mom: with --data_storage_no_update and without --data_idx_full_prec the storage is "
+                     "never rewritten; the flag is ignored")
+    return notes
+
+
+def _parity_notes(opt: argparse.Namespace, given: Sequence[str]) -> list:
+    """Flags whose value --reference_parity replaces by the reference's behaviour."""
+    from batchminer.distance import no_cutoff_under_parity
+
+    if not opt.reference_parity:
+        return []
+    miner_flags = dict.fromkeys(f for cls in batchminer.REGISTRY.values() for f in cls.FLAGS)
+    notes = [f"{f.names[0]} does not apply with --reference_parity: the reference applied no upper cutoff; "
+             "the flag is ignored" for f in miner_flags if f.convert is no_cutoff_under_parity and f.names[0] in given]
+    if criteria.REGISTRY.lookup(opt.loss) is criteria.S2SD:
+        for name in dict.fromkeys([opt.loss_s2sd_source, opt.loss_s2sd_target]):
+            cls = criteria.REGISTRY[name]
+            notes += [f"{f.names[0]} does not apply inside S2SD with --reference_parity: the reference trained "
+                      f"{name}'s parameters at --lr; the flag is ignored"
+                      for f in cls.FLAGS if cls.OWN_LR_PARAM and f.param == cls.OWN_LR_PARAM and f.names[0] in given]
     return notes
 
 

@@ -7,6 +7,8 @@
 #   PROJECT  W&B project                                                   (default S2SD_Paper)
 #   ONLINE   set to --log_online to log to W&B (key from WANDB_API_KEY, or WANDB_MODE=offline)
 #   EXTRA    appended to every command, e.g. "--dry_run" (build everything, train nothing) or "--n_epochs 5"
+#   PARITY   set to 1 to train as the published code did: every command gets --reference_parity and its group
+#            the suffix _PARITY (docs/reference_parity.md; Sample_Runs/S2SD_Parity.sh runs every sweep so)
 #   PYTHON   the interpreter                                               (default python)
 # Summarise a finished sweep with: python Result_Evaluations.py --runs "$SAVE/<dataset>"
 set -euo pipefail
@@ -19,6 +21,7 @@ PROJECT=${PROJECT:-S2SD_Paper}
 ONLINE=${ONLINE:-}
 EXTRA=${EXTRA:-}
 PYTHON=${PYTHON:-python}
+PARITY=${PARITY:-}
 
 # The S2SD recipe of the reference Sample_Runs (REFERENCE.md §2.17): four target branches, KL weight 50 at T = 1,
 # feature distillation after 1000 iterations; 150 epochs at batch size 112, no learning-rate decay.
@@ -30,10 +33,14 @@ R50_512=(--arch resnet50_frozen_normalize --embed_dim 512)
 # The reference labelled some BN-Inception runs "frozen Batchnorm" but ran this same unfrozen arch (REFERENCE.md §6.5).
 BNI_512=(--arch bninception_normalize --embed_dim 512)
 
-# run GROUP FLAGS...: one training per seed, in <SAVE>/<dataset>/<GROUP>_s<seed>
+# run GROUP FLAGS...: one training per seed, in <SAVE>/<dataset>/<GROUP>_s<seed> (<GROUP>_PARITY_s<seed> with PARITY=1)
 run() {
     local group=$1
     shift
+    if [[ $PARITY == 1 ]]; then
+        group=${group}_PARITY
+        set -- "$@" --reference_parity
+    fi
     local seed
     for seed in $SEEDS; do
         # shellcheck disable=SC2086  # PYTHON, ONLINE and EXTRA are word lists on purpose

@@ -1,12 +1,20 @@
 """Distance-weighted sampling (Wu, Manmatha, Smola & Kraehenbuehl, "Sampling Matters", ICCV 2017)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets, pairwise, uniform_choice, weighted_choice
 from utilities.flags import Bounded, flag
+
+
+def no_cutoff_under_parity(cutoff: float, opt) -> Optional[float]:
+    """--miner_*_upper_cutoff as a constructor argument: None (no cutoff) under --reference_parity, whose
+    published runs were made without it (the reference's code for it was commented out)."""
+    return None if opt.reference_parity else cutoff
 
 
 def distance_log_weights(dist: torch.Tensor, dim: int, lower_cutoff: float) -> torch.Tensor:
@@ -18,10 +26,13 @@ def distance_log_weights(dist: torch.Tensor, dim: int, lower_cutoff: float) -> t
     return (2.0 - dim) * torch.log(d) - (dim - 3) / 2.0 * torch.log(1.0 - 0.25 * d.pow(2))
 
 
-def sample_distance_weighted_negatives(dist, neg_mask, dim, lower_cutoff, upper_cutoff):
-    """One negative per anchor with p(n) ~ w(d_an), restricted to d_an < upper_cutoff when such negatives exist."""
-    close = neg_mask & (dist < upper_cutoff)
-    allowed = torch.where(close.any(1, keepdim=True), close, neg_mask)
+def sample_distance_weighted_negatives(dist, neg_mask, dim, lower_cutoff, upper_cutoff: Optional[float]):
+    """One negative per anchor with p(n) ~ w(d_an), restricted to d_an < upper_cutoff when such negatives exist
+    (`upper_cutoff` None: every negative)."""
+    allowed = neg_mask
+    if upper_cutoff is not None:
+        close = neg_mask & (dist < upper_cutoff)
+        allowed = torch.where(close.any(1, keepdim=True), close, neg_mask)
     return weighted_choice(distance_log_weights(dist, dim, lower_cutoff), allowed)
 
 
@@ -32,19 +43,22 @@ class DistanceMiner(BatchMiner):
 
     Weighting needs points on the unit sphere, so distances are taken between L2-normalised embeddings
     (the reference produced NaN for d > 2). Negatives at or beyond --miner_distance_upper_cutoff are not
-    drawn unless no closer negative exists (Wu et al.'s non-zero-loss cutoff; the reference's flag did
-    nothing). Anchors without a positive (singleton classes) are dropped, where the reference used the
-    anchor itself as its positive.
+    drawn unless no closer negative exists (Wu et al.'s non-zero-loss cutoff); `upper_cutoff=None` draws
+    from every negative, as the reference did (its flag did nothing, on purpose: its comment says the cutoff
+    made results slightly worse), which --reference_parity reproduces. Anchors without a positive
+    (singleton classes) are dropped, where the reference used the anchor itself as its positive.
     """
 
     FLAGS = (
         flag("--miner_distance_lower_cutoff", param="lower_cutoff", default=0.5, type=Bounded(float, gt=0, lt=2),
              help="Distances are clamped from below to this value before distance weighting."),
         flag("--miner_distance_upper_cutoff", param="upper_cutoff", default=1.4, type=Bounded(float, gt=0),
-             help="Negatives at or beyond this distance are not sampled (Wu et al.'s non-zero-loss cutoff)."),
+             convert=no_cutoff_under_parity,
+             help="Negatives at or beyond this distance are not sampled (Wu et al.'s non-zero-loss cutoff; "
+                  "none under --reference_parity)."),
     )
 
-    def __init__(self, lower_cutoff: float = 0.5, upper_cutoff: float = 1.4):
+    def __init__(self, lower_cutoff: float = 0.5, upper_cutoff: Optional[float] = 1.4):
         self.lower_cutoff = lower_cutoff
         self.upper_cutoff = upper_cutoff
 

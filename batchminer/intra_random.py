@@ -5,6 +5,7 @@ import torch
 
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets, uniform_choice
+from utilities.flags import reads
 
 
 @REGISTRY.register("intra_random")
@@ -15,20 +16,29 @@ class IntraRandomMiner(BatchMiner):
     These triplets are not class-discriminative on purpose: they train an embedding to separate samples
     *within* a class. The reference drew a, p, n with replacement, so (i, i, i) triplets that carry no
     signal were common; here they are distinct, and a batch without a class of three or more samples gives
-    no triplet (a degenerate step).
+    no triplet (a degenerate step). `replacement=True` (--reference_parity) draws as the reference did: a
+    class uniformly among all the batch's classes, then a, p and n from it with replacement.
     """
+
+    FLAGS = (reads("reference_parity", "replacement"),)
+
+    def __init__(self, replacement: bool = False):
+        self.replacement = replacement
 
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         b = len(labels)
-        if b < 3:
+        if b < (1 if self.replacement else 3):
             return torch.empty(0, 3, dtype=torch.long, device=batch.device)
         same = labels[:, None] == labels[None, :]
         index = torch.arange(b, device=labels.device)
         first_of_class = ~(same & (index[None, :] < index[:, None])).any(1)
-        eligible = first_of_class & (same.sum(1) >= 3)
+        eligible = first_of_class if self.replacement else first_of_class & (same.sum(1) >= 3)
         representatives = uniform_choice(eligible.expand(b, b))
         members = same[representatives]
-        noise = torch.rand(members.shape, device=labels.device).masked_fill(~members, -1.0)
-        a, p, n = noise.topk(3, dim=1).indices.unbind(1)
+        if self.replacement:
+            a, p, n = (uniform_choice(members) for _ in range(3))
+        else:
+            noise = torch.rand(members.shape, device=labels.device).masked_fill(~members, -1.0)
+            a, p, n = noise.topk(3, dim=1).indices.unbind(1)
         keep = eligible.any().expand(b)
         return as_triplets(a, p, n)[keep]

@@ -1,12 +1,14 @@
 """rho-regularised distance miner (Roth et al., "Revisiting Training Strategies ... in DML", ICML 2020)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets, pairwise, uniform_choice
-from batchminer.distance import sample_distance_weighted_negatives
+from batchminer.distance import no_cutoff_under_parity, sample_distance_weighted_negatives
 from utilities.flags import Bounded, flag
 
 
@@ -15,17 +17,19 @@ class RhoDistanceMiner(BatchMiner):
     """Distance-weighted triplets where, with probability cp (--miner_rho_distance_cp), an anchor's triplet is
     replaced by (a, a, p'): a same-class sample p' in the negative slot, pushed away to densify the embedding
     space (rho regularisation). Only anchors with a positive (and a negative) take part. Negatives are drawn
-    as by the `distance` miner, with the cutoffs --miner_rho_distance_lower_cutoff / _upper_cutoff.
+    as by the `distance` miner, with the cutoffs --miner_rho_distance_lower_cutoff / _upper_cutoff
+    (`upper_cutoff=None`, --reference_parity: no upper cutoff, as the reference).
     """
 
     FLAGS = (
         flag("--miner_rho_distance_lower_cutoff", param="lower_cutoff", default=0.5, type=Bounded(float, gt=0, lt=2)),
-        flag("--miner_rho_distance_upper_cutoff", param="upper_cutoff", default=1.4, type=Bounded(float, gt=0)),
+        flag("--miner_rho_distance_upper_cutoff", param="upper_cutoff", default=1.4, type=Bounded(float, gt=0),
+             convert=no_cutoff_under_parity),
         flag("--miner_rho_distance_cp", param="push_probability", default=0.2, type=Bounded(float, ge=0, le=1),
              help="Probability of a rho triplet that pushes a same-class sample away."),
     )
 
-    def __init__(self, lower_cutoff: float = 0.5, upper_cutoff: float = 1.4, push_probability: float = 0.2):
+    def __init__(self, lower_cutoff: float = 0.5, upper_cutoff: Optional[float] = 1.4, push_probability: float = 0.2):
         self.lower_cutoff = lower_cutoff
         self.upper_cutoff = upper_cutoff
         self.push_probability = push_probability

@@ -79,7 +79,7 @@ def main(argv=None):
     torch.manual_seed(0)
     opt = parameters.parse(COMMON + ["--arch", "slimresnet18_normalize", "--not_pretrained"])
     train = datasets.select("glyphs", opt, "")["training"]
-    sampler = ClassRandomSampler(train.image_dict, len(train), args.bs, 2, seed=0)
+    sampler = ClassRandomSampler(train.labels, args.bs, 2, seed=0)
     batches = list(sampler)[:4]
     steps = [make_step(arch, flags, size, args.bs, batches) for _, arch, flags, size in variants]
     times = [[] for _ in variants]

@@ -77,14 +77,15 @@ def _construct(cls, kwargs: dict, runtime: dict):
 
 
 def from_opt(name: str, opt, batchminer=None, *, n_classes: Optional[int] = None, embed_dim: Optional[int] = None,
-             feature_dim: Optional[int] = None):
+             feature_dim: Optional[int] = None, **overrides):
     """The CLI's loss: class `name` with the keyword arguments its flags give in the parsed namespace `opt`
-    (`Criterion.options_from`), the miner `batchminer` or else `--batch_mining`, and the runtime facts;
-    `embed_dim` defaults to --embed_dim (S2SD's target branches pass their own widths)."""
+    (`Criterion.options_from`), updated with `overrides` (S2SD's sub-losses under --reference_parity), the
+    miner `batchminer` or else `--batch_mining`, and the runtime facts; `embed_dim` defaults to --embed_dim
+    (S2SD's target branches pass their own widths)."""
     cls = REGISTRY.lookup(name)
     runtime = dict(n_classes=n_classes, embed_dim=opt.embed_dim if embed_dim is None else embed_dim,
                    feature_dim=feature_dim)
-    kwargs = cls.options_from(opt, **runtime)
+    kwargs = {**cls.options_from(opt, **runtime), **overrides}
     if cls.REQUIRES_BATCHMINER:
         kwargs["batchminer"] = miners.from_opt(opt.batch_mining, opt) if batchminer is None else batchminer
     return _construct(cls, kwargs, runtime)

@@ -24,6 +24,11 @@ class Criterion(nn.Module):
         of another kind is refused (`check_miner`), so `--loss triplet --batch_mining npair` stops at parse time;
       * `FLAGS`: the command-line flags of its keyword arguments (utilities/flags.py), added to the parser by
         the registry; `name` is its registry key, set by `REGISTRY.register`;
+      * `OWN_LR_PARAM`: the constructor keyword of an absolute lr set by the loss's own flag (margin's
+        `beta_lr`, softmax's and arcface's `lr`). The reference's S2SD ignored those flags and trained such
+        parameters at --lr, which S2SD's `from_opt` path reproduces under --reference_parity. None for
+        losses without parameters and for those whose lr is a multiple of --lr (the reference honoured
+        proxynca's there).
       * `LEARNS_FROM_PAIRS`: the loss compares the images of a batch with each other (tuples, pair
         similarities), so a batch needs two images of a class and two classes, else every step is degenerate;
         losses against proxies or class weights learn from any batch.
@@ -43,6 +48,7 @@ class Criterion(nn.Module):
     ALLOWED_MINING_OPS: Optional[Sequence[str]] = None
     MINER_OUTPUT: str = miners.TRIPLETS
     FLAGS: Tuple[Flag, ...] = ()
+    OWN_LR_PARAM: Optional[str] = None
     LEARNS_FROM_PAIRS: bool = False
     name = "criterion"
     batchminer = None
@@ -158,6 +164,8 @@ class ClassWeightLoss(Criterion):
     """A loss over cosines to a learnable weight vector per class: W in R^{C x D}, initialised
     U(-1/sqrt(D), 1/sqrt(D)), trained at its own absolute `lr` without weight decay (also inside S2SD).
     `cosines(batch)` = normalise(x) normalise(W)^T, B x C."""
+
+    OWN_LR_PARAM = "lr"
 
     def __init__(self, n_classes: int, embed_dim: int, lr: float):
         super().__init__()

@@ -20,13 +20,16 @@ In your own loop (docs/python_api.md): `S2SD(feature_dim=F)` is the reference's 
 source and targets, target widths 512, 1024, 1536, 2048), and `loss = s2sd(embeds, labels, features=pooled)`;
 add `s2sd.param_groups()` to the optimizer, which holds the target heads and the sub-losses' own parameters.
 
-Where this differs from the reference code (REFERENCE.md §2.17, §6) and why:
+Where this differs from the reference code (REFERENCE.md §2.17, §6) and why; the items marked (parity)
+switch back to the reference's behaviour with --reference_parity (docs/reference_parity.md):
 * the source criterion sees the embedding exactly as the backbone emits it (the reference re-normalised
   it, so an arch without `normalize` trained on one geometry and was evaluated on another); the
-  similarity matrices are cosine in both versions;
+  similarity matrices are cosine in both versions (parity: `normalise_source=True`);
 * F comes from the backbone (`feature_dim`), not a hard-coded 2048/1024;
-* each sub-criterion's parameters keep their own optimizer group and lr (margin beta at its beta lr ...);
-* the target branches get the network's weight decay (the reference gave them none);
+* each sub-criterion's parameters keep their own optimizer group and lr (margin beta at its beta lr ...)
+  (parity: the CLI builds the sub-losses with their own-lr argument set to --lr, `Criterion.OWN_LR_PARAM`);
+* the target branches get the network's weight decay (the reference gave them none) (parity:
+  `head_weight_decay=0`);
 * the iteration counter is a buffer, so checkpoints carry it and a resumed run keeps the delay;
 * miners are built only for sub-criteria that use them, each told the margin of the loss it serves;
 * `last_tuple_count` is the smallest count of the source and target criteria, so a step counts as
@@ -75,7 +78,9 @@ class S2SD(Criterion):
     * `feature_dim`: F, the width of the backbone features the heads read;
     * `target_dims`, `T`, `w`, `feat_distill`, `feat_w`, `feat_distill_delay`, `pool_aggr`: as the
       --loss_s2sd_* flags; `head_lr`, `head_weight_decay`: the optimizer group of the target heads (the CLI
-      passes --lr and --decay).
+      passes --lr and --decay, or 0 under --reference_parity);
+    * `normalise_source`: the source criterion sees normalise(x) instead of x (the reference; the same on
+      `_normalize` archs).
     """
 
     FLAGS = (
@@ -99,14 +104,17 @@ class S2SD(Criterion):
         flag("--loss_s2sd_feat_distill_delay", "--loss_distill_max_feat_iter", param="feat_distill_delay",
              default=1000, type=Bounded(int, ge=0), help="Training iterations before feature distillation starts."),
         reads("lr", "head_lr"),
-        reads("decay", "head_weight_decay"),
+        reads("decay", "head_weight_decay", convert=lambda decay, opt: 0.0 if opt.reference_parity else decay),
+        reads("reference_parity", "normalise_source"),
     )
 
     def __init__(self, source: Optional[SourceCriterion] = None, target: Optional[TargetCriteria] = None, *,
                  feature_dim: int, target_dims: Sequence[int] = (512, 1024, 1536, 2048), T: float = 1.0,
                  w: float = 50.0, feat_distill: bool = False, feat_w: float = 50.0, feat_distill_delay: int = 1000,
-                 pool_aggr: bool = False, head_lr: float = 0.00001, head_weight_decay: float = 0.0004):
+                 pool_aggr: bool = False, head_lr: float = 0.00001, head_weight_decay: float = 0.0004,
+                 normalise_source: bool = False):
         super().__init__()
+        self.normalise_source = normalise_source
         self.target_dims = tuple(target_dims)
         self.temperature = T
         self.w = w
@@ -134,9 +142,12 @@ class S2SD(Criterion):
     @classmethod
     def options_from(cls, opt, *, n_classes=None, embed_dim=None, feature_dim=None) -> dict:
         """The flags, with the source and target criteria built from --loss_s2sd_source / --loss_s2sd_target
-        (the target ones at their branch width)."""
+        (the target ones at their branch width). Under --reference_parity a sub-loss whose parameters have an
+        lr flag of their own trains them at --lr, as the reference's S2SD did."""
         def build(name: str, width: int) -> Criterion:
-            return from_opt(name, opt, n_classes=n_classes, embed_dim=width, feature_dim=feature_dim)
+            own_lr = REGISTRY[name].OWN_LR_PARAM
+            overrides = {own_lr: opt.lr} if opt.reference_parity and own_lr else {}
+            return from_opt(name, opt, n_classes=n_classes, embed_dim=width, feature_dim=feature_dim, **overrides)
 
         return {**super().options_from(opt), "source": lambda: build(opt.loss_s2sd_source, embed_dim),
                 "target": lambda width: build(opt.loss_s2sd_target, width)}
@@ -177,7 +188,8 @@ class S2SD(Criterion):
                 batch_features = features
             else:
                 avg_batch_features = features
-        source_loss = self.source_criterion(batch, labels, **kwargs)
+        source_loss = self.source_criterion(F.normalize(batch, dim=-1) if self.normalise_source else batch, labels,
+                                            **kwargs)
         source_sim = cosine_similarity_matrix(batch)
         g = self.branch_input(avg_batch_features, batch_features)
 

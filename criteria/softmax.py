@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import ClassWeightLoss
-from utilities.flags import Bounded, flag
+from utilities.flags import Bounded, flag, reads
 
 
 @REGISTRY.register("softmax")
@@ -17,20 +17,24 @@ class NormSoftmaxLoss(ClassWeightLoss):
 
     with class weights W in R^{C x D} (ClassWeightLoss) trained at `lr` (--loss_softmax_lr, an absolute lr,
     without weight decay, also inside S2SD where the reference used --lr). The embedding is
-    L2-normalised as in the paper; the reference used it as given (the same on `_normalize` archs).
+    L2-normalised as in the paper; with `normalise_embedding=False` (--reference_parity) it is used as given,
+    as the reference did: logits x . normalise(w_c) / T (the same on `_normalize` archs).
     Never degenerate; `last_tuple_count` is the batch size.
     """
 
     FLAGS = (
         flag("--loss_softmax_lr", param="lr", default=0.00001, type=Bounded(float, ge=0)),
         flag("--loss_softmax_temperature", param="temperature", default=0.05, type=Bounded(float, gt=0)),
+        reads("reference_parity", "normalise_embedding", convert=lambda parity, opt: not parity),
     )
 
-    def __init__(self, n_classes: int, embed_dim: int, lr: float = 0.00001, temperature: float = 0.05):
+    def __init__(self, n_classes: int, embed_dim: int, lr: float = 0.00001, temperature: float = 0.05,
+                 normalise_embedding: bool = True):
         super().__init__(n_classes, embed_dim, lr)
         self.temperature = temperature
+        self.normalise_embedding = normalise_embedding
 
     def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        logits = self.cosines(batch)
+        logits = self.cosines(batch) if self.normalise_embedding else batch @ F.normalize(self.class_weights, dim=1).T
         self.record(len(labels))
         return F.cross_entropy(logits / self.temperature, labels)

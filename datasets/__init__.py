@@ -24,6 +24,7 @@ import architectures
 from datasets import transforms
 from datasets.base import ArrayDataset, DMLDataset, FileDataset, relabel, train_val_split
 from datasets.layout import Layout, Part
+from datasets.embedding_storage import EmbeddingStorage  # noqa: F401
 from datasets.samplers import SAMPLERS, select as select_sampler  # noqa: F401
 from utilities.errors import UsageError
 from utilities.registry import Registry

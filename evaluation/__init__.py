@@ -88,12 +88,13 @@ def embed_split(model, loaders, device, opt, desc: str):
 def embed_and_score(model, loaders, device, opt, desc: str, n_train_classes: Optional[int] = None):
     """(metrics {evaltype: {metric: value}}, query features {evaltype: N x D}, query labels N) for one split.
 
-    `n_train_classes` is the k of the clustering metrics with --kmeans_train_classes."""
+    `n_train_classes` is the k of the clustering metrics with --kmeans_train_classes (or --reference_parity)."""
     query_features, query_labels, gallery_features, gallery_labels = embed_split(model, loaders, device, opt, desc)
     backend, metric_device = metric_backend(opt, device)
-    if opt.kmeans_train_classes and n_train_classes is None:
+    train_classes_k = opt.kmeans_train_classes or opt.reference_parity
+    if train_classes_k and n_train_classes is None:
         raise ValueError("--kmeans_train_classes: pass n_train_classes, the number of training classes")
-    options = dict(n_clusters=n_train_classes if opt.kmeans_train_classes else None, seed=opt.seed,
+    options = dict(n_clusters=n_train_classes if train_classes_k else None, seed=opt.seed,
                    threads=max(1, min(opt.kernels, os.cpu_count() or 1)), backend=backend, device=metric_device)
     results = {
         name: metrics.compute_metrics(x, query_labels, opt.evaluation_metrics, gallery=gallery_features.get(name),

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import architectures
 import batchminer
 import criteria
+import datasets
 import metrics
 import parameters
 from utilities.flags import options
@@ -118,7 +119,9 @@ def hyperparameters(obj, params) -> dict:
 
 
 @pytest.mark.parametrize("registry,name", [(criteria.REGISTRY, n) for n in LOSSES + ["s2sd"]]
-                         + [(batchminer.REGISTRY, n) for n in batchminer.REGISTRY])
+                         + [(batchminer.REGISTRY, n) for n in batchminer.REGISTRY]
+                         + [(datasets.SAMPLERS, n) for n in datasets.SAMPLERS]
+                         + [({"storage": datasets.EmbeddingStorage}, "storage")])
 def test_constructor_defaults_are_the_flag_defaults(registry, name):
     """What the CLI passes with no flags equals the constructor's own defaults (the reference's), except the
     reference's SNR rule, which switches the regulariser off under the default --batch_mining distance."""
@@ -176,6 +179,6 @@ def test_the_example_trains_s2sd_in_a_plain_loop(capsys):
 def test_the_python_api_page_names_every_exported_class():
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "python_api.md"), encoding="utf-8") as f:
         page = f.read()
-    missing = [cls.__name__ for registry in (criteria.REGISTRY, batchminer.REGISTRY) for cls in registry.values()
-               if f"`{cls.__name__}`" not in page]
+    missing = [cls.__name__ for registry in (criteria.REGISTRY, batchminer.REGISTRY, datasets.SAMPLERS)
+               for cls in registry.values() if f"`{cls.__name__}`" not in page]
     assert not missing

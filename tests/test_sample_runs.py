@@ -1,4 +1,5 @@
-"""Sample_Runs/: every command of the paper sweeps parses, has the published recipe, and builds with --dry_run.
+"""Sample_Runs/: every command of the paper sweeps parses, has the published recipe, and builds with --dry_run;
+the parity variant (S2SD_Parity.sh) is every sweep's commands with --reference_parity and groups suffixed _PARITY.
 
 The scripts run for real under bash with PYTHON pointing at a recorder, which writes each command line instead
 of training; the recorded commands are then parsed, checked, and run through main.py with --dry_run on miniature trees of
@@ -18,17 +19,20 @@ from tests.conftest import write_cub_tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(glob.glob(os.path.join(ROOT, "Sample_Runs", "S2SD_*.sh")))
-COMMANDS_PER_SEED = {"S2SD_CUB200.sh": 6, "S2SD_CARS196.sh": 6, "S2SD_SOP.sh": 6, "S2SD_Ablation.sh": 45}
+PARITY_SCRIPT = os.path.join(ROOT, "Sample_Runs", "S2SD_Parity.sh")
+PAPER_SCRIPTS = [s for s in SCRIPTS if s != PARITY_SCRIPT]
+COMMANDS_PER_SEED = {"S2SD_CUB200.sh": 6, "S2SD_CARS196.sh": 6, "S2SD_SOP.sh": 6, "S2SD_Ablation.sh": 45,
+                     "S2SD_Parity.sh": 63}
 RECORDER = "import json, os, sys\nwith open(os.environ['RECORD'], 'a') as f:\n    f.write(json.dumps(sys.argv[2:]) + '\\n')\n"
 
 
-def record(tmp_path, script, **env):
+def record(tmp_path, script, *args, **env):
     recorder = tmp_path / "record.py"
     recorder.write_text(RECORDER)
-    out = tmp_path / (os.path.basename(script) + ".jsonl")
+    out = tmp_path / (os.path.basename(script) + "".join(args) + ".jsonl")
     settings = dict(os.environ, PYTHON=f"{sys.executable} {recorder}", RECORD=str(out), DATA="/data", SAVE="/save")
     settings.update(env)
-    subprocess.run(["bash", script], env=settings, check=True, timeout=60)
+    subprocess.run(["bash", script, *args], env=settings, check=True, timeout=60)
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
@@ -59,7 +63,7 @@ def test_every_command_parses_and_sweeps_the_seeds(tmp_path, script):
 
 def recipes(tmp_path):
     commands = []
-    for script in SCRIPTS:
+    for script in PAPER_SCRIPTS:
         commands += record(tmp_path, script, SEEDS="0")
     return {opt.group: opt for opt in map(parameters.build_parser().parse_args, commands)}
 
@@ -96,6 +100,28 @@ def test_the_recipes_are_the_papers(tmp_path):
             assert [v.loss_s2sd_pool_aggr for v in variants] == [False, False, False, False, True]
 
 
+def with_parity(argv):
+    """A paper command as its parity variant runs it: group and run folder suffixed _PARITY, --reference_parity."""
+    argv = list(argv)
+    group = argv[argv.index("--group") + 1]
+    argv[argv.index("--group") + 1] = f"{group}_PARITY"
+    argv[argv.index("--savename") + 1] = argv[argv.index("--savename") + 1].replace(group, f"{group}_PARITY")
+    return argv + ["--reference_parity"]
+
+
+def test_the_parity_variant_is_every_paper_command_with_the_flag(tmp_path):
+    sweeps = ["CUB200", "CARS196", "SOP", "Ablation"]  # the parity script's order
+    paper = {sweep: record(tmp_path, os.path.join(ROOT, "Sample_Runs", f"S2SD_{sweep}.sh"), SEEDS="0")
+             for sweep in sweeps}
+    parity = record(tmp_path, PARITY_SCRIPT, SEEDS="0")  # test_every_command_parses... sweeps its seeds
+    assert parity == [with_parity(argv) for sweep in sweeps for argv in paper[sweep]]
+    assert all(parameters.parse(argv).reference_parity for argv in parity[:3])
+    assert record(tmp_path, PARITY_SCRIPT, "SOP", SEEDS="0") == [with_parity(argv) for argv in paper["SOP"]]
+    failed = subprocess.run(["bash", PARITY_SCRIPT, "MNIST"], capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2
+    assert failed.stderr == "S2SD_Parity.sh: unknown sweep 'MNIST'; choose from CUB200 CARS196 SOP Ablation\n"
+
+
 @pytest.fixture(scope="module")
 def trees_for_bs_112(tmp_path_factory):
     """Miniature CUB200, CARS196 and SOP trees whose training halves fill one batch of 112 at 2 per class."""
@@ -120,5 +146,5 @@ def test_every_command_builds_with_dry_run(tmp_path, trees_for_bs_112, capsys):
             out = capsys.readouterr().out
             assert f"Backbone:\t {opt.arch.upper()}" in out and "nothing trained" in out
             built[opt.dataset] = built.get(opt.dataset, 0) + 1
-    assert built == {"cub200": 21, "cars196": 21, "online_products": 21}
+    assert built == {"cub200": 42, "cars196": 42, "online_products": 42}  # the paper's and the parity commands
     assert not os.path.exists(tmp_path / "runs")  # a dry run writes nothing

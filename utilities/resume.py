@@ -7,16 +7,18 @@ of the run depends on:
 
 * the model; the criterion (S2SD's target heads and their criteria, margin betas, proxies, and S2SD's
   iteration counter, a buffer); the optimizer; the scheduler;
-* the batch sampler's generator, and the random states of Python, numpy, torch (CPU and CUDA) and of the
-  training loader's own generator, from which the loader seeds its workers afresh each epoch (an
-  in-memory dataset such as glyphs draws its augmentations in the main process, from torch's state);
+* the batch sampler's generator (and a storage sampler's embedding storage), and the random states of
+  Python, numpy, torch (CPU and CUDA) and of the training loader's own generator, from which the loader
+  seeds its workers afresh each epoch (an in-memory dataset such as glyphs draws its augmentations in the
+  main process, from torch's state);
 * the last completed epoch, the logged history (for best values and the summary), the training seconds so
   far, the options, the size of the training split and the W&B run id;
 * written between two steps, `progress`: the step reached in the unfinished epoch and the running sums of
   its statistics (utilities/training.EpochProgress). The sampler's and the loader generator's states are
   then those of the start of that epoch, the other random states those of the moment it stopped: the
   resumed run draws the epoch's batches again, drops the ones already trained on, and continues from the
-  next step, with the random numbers of an uninterrupted run.
+  next step, with the random numbers of an uninterrupted run. A storage sampler's storage is in it twice:
+  as the epoch began (with the sampler's state, to choose the epoch's batches again) and as it stopped.
 
 A run killed without warning (SIGKILL, a crash) in the middle of epoch e restarts from the end of epoch
 e - 1 and replays epoch e with the same random numbers. Either way, on the same machine it ends with the

@@ -21,7 +21,9 @@ from utilities.seeding import random_states_kept
 class EpochProgress:
     """The first `step` steps of an epoch are done: the running sums of their loss, loss terms and degenerate
     steps, the seconds they took, and the states of the batch sampler and of the loader's generator at the
-    start of the epoch (from which the epoch's batches, and the seeds of its workers, are drawn again)."""
+    start of the epoch (from which the epoch's batches, and the seeds of its workers, are drawn again). A
+    storage sampler's state holds its embedding storage as the epoch began, from which the epoch's batches
+    were chosen; `storage_state` is that storage where the epoch stopped, after the updates of its steps."""
 
     step: int = 0
     loss_sum: float = 0.0
@@ -30,6 +32,7 @@ class EpochProgress:
     seconds: float = 0.0
     sampler_state: Optional[dict] = None
     loader_state: Optional[torch.Tensor] = None
+    storage_state: Optional[dict] = None
 
     @classmethod
     def starting(cls, loader) -> "EpochProgress":
@@ -38,9 +41,10 @@ class EpochProgress:
 
     def counters(self) -> dict:
         """What a checkpoint stores besides the sampler and generator states (which it keeps in their own
-        places): plain numbers, so it loads with `weights_only=True`."""
+        places): plain numbers and the storage's tensors, so it loads with `weights_only=True`."""
         return {"step": self.step, "loss_sum": self.loss_sum, "degenerate": self.degenerate, "seconds": self.seconds,
-                "term_sums": {key: float(value) for key, value in self.term_sums.items()}}
+                "term_sums": {key: float(value) for key, value in self.term_sums.items()},
+                "storage_state": self.storage_state}
 
 
 class EpochInterrupted(Exception):
@@ -57,6 +61,9 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
     """Train for one pass of the batch sampler; returns the mean loss, the mean of each logged loss term,
     the number of degenerate steps (no active tuple) and the seconds taken.
 
+    A storage sampler's embedding storage (datasets/embedding_storage.py) is updated after each forward pass
+    with the batch's detached embeddings at its dataset indices: no extra forward pass.
+
     The only host synchronisation per step is the loss value, read once for the progress bar and the NaN
     check; loss terms are summed on the device and read at the end of the epoch.
 
@@ -64,23 +71,30 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
     its step `progress.step` (a resumed run: the sampler and the loader's generator are back at their
     epoch-start states, the other random states where the epoch stopped). The
     skipped batches are drawn again and dropped, so DataLoader workers consume the same random numbers as in
-    the uninterrupted epoch; the main process's random states are kept across that replay. `should_stop()`
-    is asked before each step; when it says yes, `EpochInterrupted` carries the progress so far.
+    the uninterrupted epoch; the main process's random states are kept across that replay. A storage
+    sampler chooses the epoch's batches again from its storage as the epoch began (in `sampler_state`), then
+    gets back `progress.storage_state`. `should_stop()` is asked between two steps; when it says yes,
+    `EpochInterrupted` carries the progress so far.
     """
     model.train()
     criterion.train()
     progress = progress or EpochProgress()
     start = time.time() - progress.seconds
+    storage = getattr(getattr(loader, "batch_sampler", None), "storage", None)  # `loader` may be any iterable
     batches = iter(loader)
     with random_states_kept():
         for _ in range(progress.step):
             next(batches)
+    if storage is not None and progress.storage_state is not None:
+        storage.load_state_dict(progress.storage_state)
     degenerate = torch.tensor(progress.degenerate, dtype=torch.long, device=device)
     bar = tqdm(batches, total=len(loader), initial=progress.step, desc=f"Epoch {epoch + 1} Training", leave=False,
                disable=None)  # a bar only on a terminal
-    for labels, images, _ in bar:
+    for labels, images, indices in bar:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         out = model(images)
+        if storage is not None:
+            storage.update(indices, out["embeds"].detach())
         loss = criterion(out["embeds"], labels, avg_batch_features=out["avg_features"], batch_features=out["features"])
         value = loss.item()
         terms = getattr(criterion, "last_terms", {})
@@ -103,6 +117,7 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
             bar.close()
             progress.degenerate = int(degenerate)
             progress.seconds = time.time() - start
+            progress.storage_state = storage.state_dict() if storage is not None else None
             raise EpochInterrupted(progress)
     steps = progress.step
     stats = {"loss": progress.loss_sum / max(steps, 1)}

@@ -2,6 +2,7 @@
 import os
 from collections import Counter
 
+import numpy as np
 import pytest
 
 import datasets
@@ -94,7 +95,7 @@ def make_sampler(sizes, bs, spc, seed=0):
     for c, n in enumerate(sizes):
         image_dict[c] = list(range(start, start + n))
         start += n
-    return ClassRandomSampler(image_dict, start, bs, spc, seed), image_dict
+    return ClassRandomSampler(np.repeat(np.arange(len(sizes)), sizes), bs, spc, seed), image_dict
 
 
 def test_class_random_batches_have_distinct_classes_and_images():

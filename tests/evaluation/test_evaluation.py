@@ -126,7 +126,7 @@ def test_query_gallery_split_is_evaluated_queries_against_the_gallery_only():
     assert leave_one_out["discriminative"]["mAP@R"] == pytest.approx(oracle.map_at_r(loo_ranks, labels[:15]))
 
 
-def test_kmeans_train_classes_restores_the_reference_cluster_count():
+def test_kmeans_train_classes_and_reference_parity_restore_the_reference_cluster_count():
     rng = np.random.default_rng(1)
     images = rng.integers(0, 255, (30, 3, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(5), 6)
@@ -134,7 +134,7 @@ def test_kmeans_train_classes_restores_the_reference_cluster_count():
     model = PixelModel(9)
     with torch.no_grad():
         x = model(torch.from_numpy(images).float() / 255.0)["embeds"].numpy()
-    for flag, k in (([], 5), (["--kmeans_train_classes"], 11)):
+    for flag, k in (([], 5), (["--kmeans_train_classes"], 11), (["--reference_parity"], 11)):
         opt = make_opt("--evaluation_metrics", "nmi", "f1", "--storage_metrics", "nmi", *flag)
         got = evaluation.evaluate_split(model, loader, torch.device("cpu"), opt, "x", n_train_classes=11)["discriminative"]
         assert got == metrics.compute_metrics(x, labels, ["nmi", "f1"], n_clusters=k, seed=opt.seed)

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 
 import criteria
 import main
-from datasets.samplers import ClassRandomSampler
+from datasets.embedding_storage import EmbeddingStorage
+from datasets.samplers import ClassRandomSampler, GreedyCoresetSampler
 from tests.conftest import glyph_subset
 from utilities import resume
 from utilities.errors import Interrupted
@@ -68,13 +69,19 @@ class TinyNet(nn.Module):
         return {"embeds": F.normalize(self.head(pooled), dim=1), "avg_features": pooled, "features": maps}
 
 
-def fresh_run(seed: int):
+def fresh_run(seed: int, storage_sampler: bool = False):
     """Model, criterion (margin with the distance miner: torch random numbers), optimizer and a loader of glyphs
-    with the training warp drawn in this process, all seeded by `seed`."""
+    with the training warp drawn in this process, all seeded by `seed`; the loader's batches are class_random's,
+    or with `storage_sampler` greedy_coreset's over a storage filled with random embeddings."""
     torch.manual_seed(seed)
     dataset = glyph_subset(range(6), per_class=4, train=True)
-    loader = DataLoader(dataset, batch_sampler=ClassRandomSampler(dataset.image_dict, len(dataset), 8, 2, seed),
-                        num_workers=0, generator=torch.Generator().manual_seed(seed))
+    if storage_sampler:
+        storage = EmbeddingStorage(len(dataset), 8)
+        storage.fill(F.normalize(torch.randn(len(dataset), 8), dim=1))
+        sampler = GreedyCoresetSampler(dataset.labels, 8, 2, storage, seed=seed, pool_size=12)
+    else:
+        sampler = ClassRandomSampler(dataset.labels, 8, 2, seed=seed)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0, generator=torch.Generator().manual_seed(seed))
     model, criterion = TinyNet(), criteria.MarginLoss(n_classes=6)
     optimizer = torch.optim.Adam([*model.parameters(), *criterion.parameters()], lr=1e-2)
     return dict(model=model, criterion=criterion, optimizer=optimizer, scheduler=None, loader=loader)
@@ -85,27 +92,50 @@ def epoch(parts, progress=None, should_stop=lambda: False):
                            progress or EpochProgress.starting(parts["loader"]), should_stop)
 
 
-def test_an_epoch_stopped_after_a_step_continues_with_the_random_numbers_of_an_uninterrupted_one():
-    reference = fresh_run(7)
-    expected = epoch(reference)
-    rng_after = torch.get_rng_state()  # the next epoch starts from it
-
-    stopped = fresh_run(7)
-    steps = iter([False, True])
+def stopped_and_restored(seed: int, steps_before_stop: int, storage_sampler: bool = False):
+    """A fresh run of `seed` stopped after `steps_before_stop` steps of its first epoch, its `last` checkpoint
+    written and loaded as main.py does, and restored into a run of another seed: (that run, its progress)."""
+    stopped = fresh_run(seed, storage_sampler)
+    answers = iter([False] * (steps_before_stop - 1) + [True])
     with pytest.raises(EpochInterrupted) as err:
-        epoch(stopped, should_stop=lambda: next(steps))
-    assert err.value.progress.step == 2  # of 3
+        epoch(stopped, should_stop=lambda: next(answers))
+    assert err.value.progress.step == steps_before_stop
     buffer = io.BytesIO()
     torch.save(resume.training_state(epoch=-1, **stopped, history={}, train_seconds=0.0, opt_dict={}, online=None,
                                      progress=err.value.progress), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
 
-    continued = fresh_run(99)  # other weights, sampler and random states: all must come from the checkpoint
+    continued = fresh_run(seed + 92, storage_sampler)  # other weights, sampler and random states (and storage)
     start_epoch, progress = resume.restore(state, **continued)
-    assert start_epoch == 0 and progress.step == 2
+    assert start_epoch == 0 and progress.step == steps_before_stop
+    return continued, progress
+
+
+def test_an_epoch_stopped_after_a_step_continues_with_the_random_numbers_of_an_uninterrupted_one():
+    reference = fresh_run(7)
+    expected = epoch(reference)
+    rng_after = torch.get_rng_state()  # the next epoch starts from it
+
+    continued, progress = stopped_and_restored(7, steps_before_stop=2)  # of 3
     stats = epoch(continued, progress)
     assert {k: v for k, v in stats.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
     for name, tensor in reference["model"].state_dict().items():
         assert torch.equal(continued["model"].state_dict()[name], tensor), name
     assert torch.equal(torch.get_rng_state(), rng_after)
+
+
+def test_a_storage_sampler_epoch_stopped_after_a_step_continues_with_the_storage_of_an_uninterrupted_one():
+    """The epoch's batches are chosen again from the storage as the epoch began; the storage then gets back
+    the updates of the steps done before the stop, so the epoch and the next one's batches are unchanged."""
+    reference = fresh_run(7, storage_sampler=True)
+    expected = epoch(reference)
+
+    continued, progress = stopped_and_restored(7, steps_before_stop=1, storage_sampler=True)  # of 3
+    stats = epoch(continued, progress)
+    assert {k: v for k, v in stats.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
+    for name, tensor in reference["model"].state_dict().items():
+        assert torch.equal(continued["model"].state_dict()[name], tensor), name
+    storages = [run["loader"].batch_sampler.storage.embeddings for run in (reference, continued)]
+    assert torch.equal(*storages)
+    assert list(continued["loader"].batch_sampler) == list(reference["loader"].batch_sampler)
