@@ -79,7 +79,7 @@ def select(name: str, opt, source_path: str) -> dict:
     layout: Layout = build(_root(name, source_path), opt)
     if name in EMBEDDED:
         def make_transform(train):
-            return transforms.glyph(train, convention)
+            return transforms.glyph(train, convention, getattr(opt, "resolution", None))
     else:
         def make_transform(train):
             return transforms.photo(opt, train, convention)
