@@ -18,44 +18,37 @@ import architectures
 import criteria
 import datasets
 import evaluation
+import metrics
 import parameters
+from datasets import loading
 from utilities import embedding_map, online, progression_plots, resume, retrieval_grid
-from utilities.checkpoint import best_checkpoint_name, save_atomic
+from utilities.async_checkpoint import CheckpointWriter
+from utilities.checkpoint import best_checkpoint_name
 from utilities.device import resolve_device
 from utilities.errors import UsageError
 from utilities.logger import PROTOCOLS, RunLogger, epoch_line, summary_key
+from utilities.precision import Precision, compile_modules, configure_kernels, deterministic, keep_kernel_options, \
+    optimizer_options
 from utilities.run_folder import jsonable_options, make_run_dir, run_name, write_parameters
-from utilities.seeding import seed_everything, worker_init
+from utilities.seeding import seed_everything
 from utilities.training import TrainingDiverged, train_one_epoch
 
 
-def build_optimizer(opt, model, criterion):
+def build_optimizer(opt, model, criterion, device=torch.device("cpu")):
     groups = [g for g in model.param_groups(opt) + criterion.param_groups() if g["params"]]
     if opt.optim == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=0.9)
+        optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=0.9, **optimizer_options(torch.optim.SGD, device))
     else:
-        optimizer = torch.optim.Adam(groups, lr=opt.lr)
+        optimizer = torch.optim.Adam(groups, lr=opt.lr, **optimizer_options(torch.optim.Adam, device))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=opt.tau, gamma=opt.gamma) \
         if opt.scheduler == "step" else None
     return optimizer, scheduler
 
 
 def build_loaders(opt, splits: dict, device) -> dict:
-    """The training loader (batch sampler) and, per evaluated split, {"query": loader[, "gallery": loader]}.
-
-    The training loader starts its workers afresh each epoch, seeded from its own generator, whose state the
-    `last` checkpoint keeps, so a resumed run draws the same augmentations (utilities/resume.py).
-    """
-    workers = 0 if splits["training"].in_memory else min(opt.kernels, os.cpu_count() or 1)
-    common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=worker_init)
-    sampler = datasets.select_sampler(opt.data_sampler, splits["training"], opt)
-    loaders = {"training": DataLoader(splits["training"], batch_sampler=sampler, persistent_workers=False,
-                                      generator=torch.Generator().manual_seed(opt.seed), **common)}
-    for split, sets in evaluation.evaluated_sets(splits, include_train=not opt.no_train_metrics).items():
-        loaders[split] = {role: DataLoader(dataset, batch_size=opt.bs, shuffle=False, persistent_workers=workers > 0,
-                                           generator=torch.Generator().manual_seed(opt.seed), **common)
-                          for role, dataset in sets.items()}
-    return loaders
+    """The training loader and, per evaluated split, {"query": loader[, "gallery": loader]} (datasets/loading.py:
+    the decoded-image store or streaming workers, per --data_cache)."""
+    return loading.build_loaders(opt, splits, device)
 
 
 def describe(opt, splits, model, device) -> str:
@@ -85,18 +78,27 @@ def draw_pictures(opt, run_dir: str, epoch: int, test_split, test_features, quer
                             *test_features, queries, opt.retrieval_k, f"Test retrieval after epoch {epoch + 1}/{opt.n_epochs}")
 
 
+def due(epoch: int, every: Optional[int], n_epochs: int) -> bool:
+    """Whether a task done every `every` epochs (None or 0: only after the last) falls after `epoch` (0-based)."""
+    return epoch + 1 == n_epochs or bool(every) and (epoch + 1) % every == 0
+
+
 def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
     device = resolve_device(opt)
     seed_everything(opt.seed)
+    configure_kernels(device, deterministic(opt, device))
     splits = datasets.select(opt.dataset, opt, opt.source_path)
     opt.n_classes = splits["training"].n_classes
     model = architectures.select(opt.arch, opt).to(device)
     opt.feature_dim = model.feature_dim
     criterion = criteria.select(opt.loss, opt).to(device)
-    optimizer, scheduler = build_optimizer(opt, model, criterion)
+    precision = Precision.build(opt, device, model)
+    precision.prepare_model(model)
+    optimizer, scheduler = build_optimizer(opt, model, criterion, device)
     loaders = build_loaders(opt, splits, device)
     parts = dict(model=model, criterion=criterion, optimizer=optimizer, scheduler=scheduler, loader=loaders["training"])
-    start_epoch = resume.restore(resumed.state, **parts) if resumed else 0
+    start_epoch = resume.restore(resumed.state, **parts, precision=precision) if resumed else 0
+    keep_kernel_options(optimizer, optimizer_options(type(optimizer), device))
     if opt.dry_run:
         print(describe(opt, splits, model, device), flush=True)
         where = f"; --checkpoint would continue {resumed.run_dir} at epoch {start_epoch + 1}" if resumed else ""
@@ -118,6 +120,11 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
         online_ref = {"name": online_ref["name"], "id": online_run.id}
     logger.online = online_run
     print(describe(opt, splits, model, device), flush=True)
+    stores = loading.prepare(loaders)
+    if stores:
+        print(stores, flush=True)
+    if opt.compile:
+        compile_modules(model, criterion)
 
     storage_split = "Val" if "Val" in loaders else "Test"
     last_path = os.path.join(run_dir, resume.LAST_CHECKPOINT)
@@ -126,10 +133,12 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
     queries = retrieval_grid.pick_queries(len(test_split) if test_split is not None else 0, opt.retrieval_queries,
                                           opt.seed)
     test_features = None
+    writer = CheckpointWriter()  # the `last` and best checkpoints are written in the background
     for epoch in range(start_epoch, opt.n_epochs):
         try:
-            stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch)
+            stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch, precision)
         except TrainingDiverged as err:
+            writer.close()
             kept = f"the last good checkpoint is {last_path}" if os.path.exists(last_path) else "no epoch completed"
             raise TrainingDiverged(f"{err}; stopped, {kept}") from None
         train_seconds += stats["seconds"]
@@ -141,37 +150,41 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
         eval_start = time.time()
         results = {}
         for split in ("Test", "Val", "Train"):
-            if split in loaders:
+            if split in loaders and (split != "Train" or due(epoch, opt.train_eval_every, opt.n_epochs)):
                 results[split], features, labels = evaluation.embed_and_score(
-                    model, loaders[split], device, opt, desc=f"Embedding {split} Data")
+                    model, loaders[split], device, opt, desc=f"Embedding {split} Data", precision=precision)
                 logger.log_metrics(split, results[split], epoch)
                 if split == "Test":
-                    test_features = (features[opt.evaltypes[0]], labels)
+                    test_features = (metrics.as_numpy(features[opt.evaltypes[0]]), labels)
         eval_seconds = time.time() - eval_start
         logger.flush_online(epoch)
         print(epoch_line(epoch, opt.n_epochs, stats["loss"], results, stats["seconds"], eval_seconds), flush=True)
 
+        writer.wait()  # the previous epoch's checkpoints are on disk before this epoch's are queued
         for evaltype in opt.evaltypes:
             for metric in opt.storage_metrics:
                 if logger.is_best(summary_key(storage_split, evaltype, metric)):
-                    save_atomic({"model": model.state_dict(), "criterion": criterion.state_dict(), "epoch": epoch,
-                                 "opt": jsonable_options(opt), "metric": metric,
-                                 "value": results[storage_split][evaltype][metric]},
+                    writer.save({"model": model.state_dict(), "epoch": epoch, "opt": jsonable_options(opt),
+                                 "metric": metric, "value": results[storage_split][evaltype][metric]},
                                 os.path.join(run_dir, best_checkpoint_name(storage_split, evaltype, metric)))
         if scheduler is not None:
             scheduler.step()
-        if opt.plot_every and ((epoch + 1) % opt.plot_every == 0 or epoch + 1 == opt.n_epochs):
+        if opt.plot_every != 0 and due(epoch, opt.plot_every, opt.n_epochs):
             draw_pictures(opt, run_dir, epoch, test_split, test_features, queries)
-        save_atomic(resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
-                                          opt_dict=jsonable_options(opt), online=online_ref), last_path)
+        if due(epoch, opt.checkpoint_every, opt.n_epochs):
+            writer.save(resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
+                                              opt_dict=jsonable_options(opt), online=online_ref, precision=precision),
+                        last_path)
 
     if opt.tsne_points and "Test" in loaders:
         if test_features is None:
-            features, labels, _, _ = evaluation.embed_split(model, loaders["Test"], device, opt, "Embedding Test Data")
-            test_features = (features[opt.evaltypes[0]], labels)
+            features, labels, _, _ = evaluation.embed_split(model, loaders["Test"], device, opt, "Embedding Test Data",
+                                                            precision)
+            test_features = (metrics.as_numpy(features[opt.evaltypes[0]]), labels)
         if len(test_features[1]) >= 3:
             embedding_map.draw(run_dir, "Test", *test_features, opt.tsne_points, opt.seed)
 
+    writer.close()
     summary = {"best": logger.best(), "last": logger.last(), "protocols": PROTOCOLS, "epochs": opt.n_epochs,
                "train_seconds": train_seconds, "run_dir": run_dir}
     logger.write_summary(summary)

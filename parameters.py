@@ -7,7 +7,8 @@ The flag groups, names and defaults are those of the reference S2SD / "Revisitin
   reference README's `--source` would otherwise stop working);
 * the S2SD README's names as aliases: `--loss_distill_{source,target,T,w,net_dims,match_feats,feat_w,
   max_feat_iter}` and `--loss_s2sd_feat_distill_w`;
-* `--device auto|cpu|cuda` and `--pretrained_path FILE`.
+* `--device auto|cpu|cuda` and `--pretrained_path FILE`;
+* the speed flags of `speed_parameters` (`--amp`, `--data_cache`, `--resolution`, ...).
 
 `parse(argv)` validates what can be validated before anything is built (names exist, `--bs` divisible by
 `--samples_per_class`, the miner is allowed by the loss) and stops with one line and exit status 2.
@@ -202,12 +203,43 @@ def run_parameters(parser: argparse.ArgumentParser) -> None:
                         "flags may change (docs/runs.md).")
     g.add_argument("--dry_run", action="store_true",
                    help="Build data, model, criterion and optimizer, print the setup and exit without training.")
-    g.add_argument("--plot_every", default=1, type=int,
-                   help="Redraw the progression plots and the retrieval grid every N epochs and after the last (0: never).")
+    g.add_argument("--plot_every", default=None, type=int,
+                   help="Draw the progression plots and the retrieval grid every N epochs and after the last "
+                        "(default: only after the last; 0: never).")
     g.add_argument("--retrieval_queries", default=8, type=int, help="Test queries in the retrieval grid (0: no grid).")
     g.add_argument("--retrieval_k", default=5, type=int, help="Neighbours shown per query in the retrieval grid.")
     g.add_argument("--tsne_points", default=2000, type=int,
                    help="At the end, a t-SNE map of at most this many test embeddings (0: no map).")
+
+
+def speed_parameters(parser: argparse.ArgumentParser) -> None:
+    """Speed on a GPU: precision, kernels, the decoded-image store, what runs how often (README, docs/runs.md)."""
+    g = parser.add_argument_group("speed")
+    g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                   help="Mixed precision of the backbone (embeddings, similarities and losses stay fp32); "
+                        "auto: bf16 on CUDA, off on the CPU. fp16 scales the loss.")
+    g.add_argument("--deterministic", action="store_true",
+                   help="On CUDA, deterministic kernels without cuDNN autotuning: bit-exact resumption, slower "
+                        "convolutions. The CPU is always deterministic.")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the backbone and the criterion (a minute or more of compilation first).")
+    g.add_argument("--data_cache", default="auto", choices=["auto", "device", "ram", "off"],
+                   help="Decode the photographs once and keep them as uint8 on the GPU (device) or in RAM, with "
+                        "batch-wise augmentation on the device; off: decode every epoch in DataLoader workers. "
+                        "auto: device, else ram, else off on CUDA by size; off on the CPU.")
+    g.add_argument("--data_cache_gb", default=None, type=float,
+                   help="GPU memory the decoded images may take (default: a quarter of the GPU's memory).")
+    g.add_argument("--data_cache_dir", default=None, type=str,
+                   help="Folder of decoded images kept for later runs (default: <save_path>/.decoded_images; "
+                        "'none': keep nothing on disk).")
+    g.add_argument("--resolution", default=None, type=int,
+                   help="Input size N: training crops N x N, evaluation resizes to round(8N/7) and crops N "
+                        "(default: the backbone's, 224 for ResNet-50).")
+    g.add_argument("--train_eval_every", default=1, type=int,
+                   help="Evaluate the training images every N epochs and after the last (without "
+                        "--no_train_metrics).")
+    g.add_argument("--checkpoint_every", default=1, type=int,
+                   help="Write checkpoint_last.pth.tar every N epochs and after the last.")
 
 
 GROUPS = (
@@ -218,6 +250,7 @@ GROUPS = (
     wandb_parameters,
     s2sd_parameters,
     run_parameters,
+    speed_parameters,
 )
 
 
@@ -257,8 +290,13 @@ def validate(opt: argparse.Namespace) -> None:
     criteria.check_loss_and_miner(opt)
     metrics.check_names(opt.evaluation_metrics, flag="--evaluation_metrics")
     evaluation.evaltypes.check(opt.evaltypes)
-    if min(opt.plot_every, opt.retrieval_queries, opt.tsne_points) < 0 or opt.retrieval_k < 1:
+    if min(opt.plot_every or 0, opt.retrieval_queries, opt.tsne_points) < 0 or opt.retrieval_k < 1:
         raise UsageError("--plot_every, --retrieval_queries and --tsne_points must be >= 0, --retrieval_k >= 1")
+    for flag in ("train_eval_every", "checkpoint_every", "resolution"):
+        if getattr(opt, flag) is not None and getattr(opt, flag) < 1:
+            raise UsageError(f"--{flag} must be a positive integer; got {getattr(opt, flag)}")
+    if opt.data_cache_gb is not None and opt.data_cache_gb <= 0:
+        raise UsageError(f"--data_cache_gb must be positive; got {opt.data_cache_gb} (use --data_cache off for none)")
     for name in opt.storage_metrics:
         if name not in opt.evaluation_metrics:
             raise UsageError(

@@ -1,20 +1,24 @@
 """Exact resumption with `--checkpoint`: what a `last` checkpoint holds, how it is found, and how a run is restored.
 
-At the end of every epoch (after evaluation, logging, the best checkpoints and the scheduler step) a run
-writes `<run>/checkpoint_last.pth.tar` atomically (utilities/checkpoint.save_atomic). It holds everything
-the next epoch depends on:
+At the end of every `--checkpoint_every` epochs (default 1) and of the last one (after evaluation, logging,
+the best checkpoints and the scheduler step) a run writes `<run>/checkpoint_last.pth.tar` atomically
+(utilities/checkpoint.save_atomic), from a snapshot, in the background (utilities/async_checkpoint.py).
+It holds everything the next epoch depends on:
 
 * the model; the criterion (S2SD's target heads and their criteria, margin betas, proxies, and S2SD's
   iteration counter, a buffer); the optimizer; the scheduler;
 * the batch sampler's generator, and the random states of Python, numpy, torch (CPU and CUDA) and of the
-  training loader's own generator, from which the loader seeds its workers afresh each epoch (an
-  in-memory dataset such as glyphs draws its augmentations in the main process, from torch's state);
+  training loader's own generator: the one the loader seeds its workers (or, on CUDA, each batch) from,
+  or with the decoded-image store the one every batch-wise augmentation draws from (an in-memory dataset
+  such as glyphs draws its augmentations in the main process, from torch's state);
+* with `--amp fp16`, the grad scaler's state;
 * the epoch, the logged history (for best values and the summary), the training seconds so far, the
   options and the W&B run id.
 
 A run killed in the middle of epoch e restarts from the end of epoch e - 1 and replays epoch e with the
 same random numbers, so on the same machine it ends with the same weights and metrics as a run that was
-never interrupted. CSV rows the killed run wrote for epoch e are dropped before the replay.
+never interrupted (on CUDA with `--deterministic`). CSV rows the killed run wrote for epoch e are dropped
+before the replay.
 
 `--checkpoint` takes a run folder or a `checkpoint_last.pth.tar` file; the run continues in the folder that
 holds the file. Best-metric checkpoints hold the model only (for evaluation) and are refused. A resumed
@@ -39,7 +43,8 @@ LAST_CHECKPOINT = "checkpoint_last.pth.tar"
 FORMAT = 1
 #: Flags a resumed run may change: how long and where it runs, and what it draws; never what it learns.
 CHANGEABLE = ("checkpoint", "dry_run", "n_epochs", "kernels", "device", "gpu", "source_path", "save_path",
-              "log_online", "plot_every", "retrieval_queries", "retrieval_k", "tsne_points")
+              "log_online", "plot_every", "retrieval_queries", "retrieval_k", "tsne_points", "checkpoint_every",
+              "train_eval_every", "data_cache_gb", "data_cache_dir")
 
 
 @dataclass
@@ -136,9 +141,10 @@ def set_rng_state(state: dict, loader_generator: torch.Generator) -> None:
 
 
 def training_state(*, epoch: int, model, criterion, optimizer, scheduler, loader, history: dict,
-                   train_seconds: float, opt_dict: dict, online: Optional[dict]) -> dict:
+                   train_seconds: float, opt_dict: dict, online: Optional[dict], precision=None) -> dict:
     """The `last` checkpoint after `epoch` (0-based) has completed."""
     return {
+        "scaler": precision.state_dict() if precision is not None else None,
         "format": FORMAT,
         "epoch": epoch,
         "model": model.state_dict(),
@@ -154,8 +160,10 @@ def training_state(*, epoch: int, model, criterion, optimizer, scheduler, loader
     }
 
 
-def restore(state: dict, *, model, criterion, optimizer, scheduler, loader) -> int:
+def restore(state: dict, *, model, criterion, optimizer, scheduler, loader, precision=None) -> int:
     """Load `state` into freshly built objects (random states last); returns the first epoch still to run."""
+    if precision is not None:
+        precision.load_state_dict(state.get("scaler"))
     model.load_state_dict(state["model"])
     criterion.load_state_dict(state["criterion"])
     optimizer.load_state_dict(state["optimizer"])

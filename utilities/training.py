@@ -1,55 +1,93 @@
 """One training epoch: batches -> backbone -> criterion -> backward -> optimizer step."""
 from __future__ import annotations
 
-import math
 import time
-from typing import Dict
+from typing import Dict, List, Optional
 
 import torch
 from tqdm import tqdm
 
 from utilities.errors import UsageError
+from utilities.precision import Precision
+
+#: On CUDA the loss is read (a host synchronisation) every this many steps and at the end of the epoch.
+CUDA_CHECK_EVERY = 25
 
 
 class TrainingDiverged(UsageError):
     """The loss became NaN or infinite; the message names the step and the loss terms."""
 
 
-def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int) -> Dict[str, float]:
+class DivergenceMonitor:
+    """Watches the loss on the device: remembers the first step whose loss is not finite, with its loss and
+    terms, without reading anything back; `check` reads it (one synchronisation) and raises."""
+
+    def __init__(self, device):
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.values: Optional[torch.Tensor] = None
+        self.names: List[str] = []
+
+    def record(self, step: int, loss: torch.Tensor, terms: Dict[str, torch.Tensor]) -> None:
+        values = torch.stack([loss.detach().float().reshape(()), *(t.detach().float().reshape(()) for t in terms.values())])
+        if self.values is None or list(terms) != self.names:
+            self.values, self.names = torch.zeros_like(values), list(terms)
+        new = ~torch.isfinite(values[0]) & (self.first_bad < 0)
+        self.first_bad = torch.where(new, torch.full_like(self.first_bad, step), self.first_bad)
+        self.values = torch.where(new, values, self.values)
+
+    def check(self, epoch: int) -> None:
+        step = int(self.first_bad)
+        if step < 0:
+            return
+        loss, *terms = self.values.tolist()
+        detail = ", ".join(f"{name} {value:.4g}" for name, value in zip(self.names, terms))
+        raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {step + 1}" + (f" ({detail})" if detail else ""))
+
+
+def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int, precision: Optional[Precision] = None,
+                    check_every: Optional[int] = None) -> Dict[str, float]:
     """Train for one pass of the batch sampler; returns the mean loss, the mean of each logged loss term,
     the number of degenerate steps (no active tuple) and the seconds taken.
 
-    The only host synchronisation per step is the loss value, read once for the progress bar and the NaN
-    check; loss terms are summed on the device and read at the end of the epoch.
+    Nothing is read back to the host inside a step: the loss, its terms and the degenerate count are summed
+    on the device, and the NaN/inf check (`DivergenceMonitor`) is read every `check_every` steps (default:
+    every step on the CPU, where reading costs nothing and a bad step is never taken; every
+    `CUDA_CHECK_EVERY` on CUDA, where the steps between a bad one and its check are taken, and their weights
+    are never saved) and at the end of the epoch. The backbone runs under `precision` (fp32 by default).
     """
+    device = torch.device(device)
+    precision = precision or Precision(device)
+    check_every = check_every or (CUDA_CHECK_EVERY if device.type == "cuda" else 1)
     model.train()
     criterion.train()
     start = time.time()
-    loss_sum, steps = 0.0, 0
+    steps = 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     term_sums: Dict[str, torch.Tensor] = {}
     degenerate = torch.zeros((), dtype=torch.long, device=device)
+    monitor = DivergenceMonitor(device)
     bar = tqdm(loader, desc=f"Epoch {epoch + 1} Training", leave=False)
     for labels, images, _ in bar:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        out = model(images)
+        images = precision.prepare_images(images.to(device, non_blocking=True))
+        labels = labels.to(device, non_blocking=True)
+        with precision.autocast():
+            out = model(images)
         loss = criterion(out["embeds"], labels, avg_batch_features=out["avg_features"], batch_features=out["features"])
-        value = loss.item()
         terms = getattr(criterion, "last_terms", {})
-        if not math.isfinite(value):
-            detail = ", ".join(f"{k} {float(v):.4g}" for k, v in terms.items())
-            raise TrainingDiverged(f"loss became {value} at epoch {epoch + 1}, step {steps + 1}" + (f" ({detail})" if detail else ""))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        monitor.record(steps, loss, terms)
+        if (steps + 1) % check_every == 0:
+            monitor.check(epoch)
+            bar.set_postfix(loss=f"{float(loss_sum + loss.detach()) / (steps + 1):.4f}", refresh=False)
+        precision.backward_and_step(loss, optimizer)
 
-        loss_sum += value
+        loss_sum += loss.detach().double()
         steps += 1
         for key, term in terms.items():
             term_sums[key] = term_sums.get(key, 0.0) + term
         if criterion.last_tuple_count is not None:
             degenerate += (criterion.last_tuple_count == 0).long()
-        bar.set_postfix(loss=f"{loss_sum / steps:.4f}", refresh=False)
-    stats = {"loss": loss_sum / max(steps, 1)}
+    monitor.check(epoch)
+    stats = {"loss": float(loss_sum) / max(steps, 1)}
     stats.update({k: float(v) / steps for k, v in term_sums.items()})
     stats["degenerate_steps"] = int(degenerate)
     stats["seconds"] = time.time() - start
