@@ -12,7 +12,6 @@ import time
 from typing import Optional, Sequence
 
 import torch
-from torch.utils.data import DataLoader
 
 import architectures
 import criteria
