@@ -64,7 +64,7 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
                    help="Backbone plus modifiers: <name>[_frozen][_normalize][_double].")
     g.add_argument("--no_train_metrics", action="store_true", help="Skip the per-epoch evaluation on the training images.")
     g.add_argument("--evaluate_on_gpu", action="store_true",
-                   help="Compute the evaluation metrics with torch on the GPU (no faiss-gpu needed).")
+                   help="Compute the evaluation metrics on the GPU (no faiss-gpu needed); the default on CUDA.")
     g.add_argument("--kmeans_train_classes", action="store_true",
                    help="Clustering metrics (nmi, f1, ami, ...) use k = number of training classes, as the reference "
                         "did, instead of the number of classes of the evaluated split (parity with published numbers).")
