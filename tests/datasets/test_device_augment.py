@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy.stats import ks_2samp
-from torchvision.transforms import v2
+from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
 import architectures
@@ -20,10 +20,11 @@ KS_CRITICAL = 1.949 * math.sqrt(2 / N_DRAWS)
 
 
 def torchvision_boxes(height, width, n, seed):
+    """n draws of torchvision's own RandomResizedCrop.get_params (top, left, height, width)."""
     torch.manual_seed(seed)
-    crop, image = v2.RandomResizedCrop(224), torch.zeros(3, height, width)
-    params = (crop.make_params([image]) for _ in range(n))
-    return torch.tensor([[p["top"], p["left"], p["height"], p["width"]] for p in params], dtype=torch.float64)
+    image = torch.zeros(3, height, width)
+    params = [RandomResizedCrop.get_params(image, list(da.SCALE), list(da.RATIO)) for _ in range(n)]
+    return torch.tensor(params, dtype=torch.float64)
 
 
 def our_boxes(height, width, n, seed):
