@@ -6,7 +6,7 @@
 Writes `<out>.md` (one table per protocol: last epoch, and each value's maximum over epochs) and `<out>.csv`
 (both protocols, one row per group and protocol, mean and std columns per value), and prints the markdown.
 The successor of the reference's Result_Evaluations.py, which read the runs back from W&B. See
-utilities/results_table.py for the protocols and docs/runs.md for an example.
+evaluation/results_table.py for the protocols and docs/runs.md for an example.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from utilities import results_table
+from evaluation import results_table
 from utilities.errors import UsageError
 
 

@@ -13,8 +13,9 @@ The flag groups, names and defaults are those of the reference S2SD / "Revisitin
 `parse(argv)` validates what can be validated before anything is built (names exist, `--bs` divisible by
 `--samples_per_class`, the miner is allowed by the loss) and stops with one line and exit status 2.
 
-Runtime attributes that the run adds to `opt` (not flags): `n_classes` (training classes) and
-`feature_dim` (backbone feature width), set by `main` once the data and the backbone exist.
+The flags of each loss and miner are declared next to its class (`FLAGS`, utilities/flags.py) and added
+here by the registry, in the reference's groups and order. `opt` is never changed after parsing: facts of the
+run (the number of training classes, the backbone's feature width) are passed to what needs them.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ import argparse
 import os
 import sys
 from typing import Optional, Sequence
+
+import batchminer
+import criteria
 
 DEFAULT_EVALUATION_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "e_recall@8", "e_recall@10", "e_recall@100",
                               "e_recall@1000", "nmi", "mAP@R", "r_precision"]
@@ -93,65 +97,14 @@ def wandb_parameters(parser: argparse.ArgumentParser) -> None:
 
 
 def loss_specific_parameters(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("loss-specific")
-    g.add_argument("--loss_contrastive_pos_margin", default=0, type=float)
-    g.add_argument("--loss_contrastive_neg_margin", default=1, type=float)
-    g.add_argument("--loss_triplet_margin", default=0.2, type=float)
-    g.add_argument("--loss_margin_margin", default=0.2, type=float)
-    g.add_argument("--loss_margin_beta_lr", default=0.0005, type=float)
-    g.add_argument("--loss_margin_beta", default=1.2, type=float)
-    g.add_argument("--loss_margin_nu", default=0, type=float)
-    g.add_argument("--loss_margin_beta_constant", action="store_true")
-    g.add_argument("--loss_proxynca_lrmulti", default=50, type=float)
-    g.add_argument("--loss_npair_l2", default=0.005, type=float)
-    g.add_argument("--loss_angular_alpha", default=45, type=float)
-    g.add_argument("--loss_angular_npair_ang_weight", default=2, type=float)
-    g.add_argument("--loss_angular_npair_l2", default=0.005, type=float)
-    g.add_argument("--loss_multisimilarity_pos_weight", default=2, type=float)
-    g.add_argument("--loss_multisimilarity_neg_weight", default=40, type=float)
-    g.add_argument("--loss_multisimilarity_margin", default=0.1, type=float)
-    g.add_argument("--loss_multisimilarity_thresh", default=0.5, type=float)
-    g.add_argument("--loss_lifted_neg_margin", default=1, type=float)
-    g.add_argument("--loss_lifted_l2", default=0.005, type=float)
-    g.add_argument("--loss_quadruplet_margin_alpha_1", default=0.2, type=float)
-    g.add_argument("--loss_quadruplet_margin_alpha_2", default=0.2, type=float)
-    g.add_argument("--loss_softtriplet_n_centroids", default=2, type=int)
-    g.add_argument("--loss_softtriplet_margin_delta", default=0.01, type=float)
-    g.add_argument("--loss_softtriplet_gamma", default=0.1, type=float)
-    g.add_argument("--loss_softtriplet_lambda", default=8, type=float)
-    g.add_argument("--loss_softtriplet_reg_weight", default=0.2, type=float)
-    g.add_argument("--loss_softtriplet_lrmulti", default=1, type=float)
-    g.add_argument("--loss_softmax_lr", default=0.00001, type=float)
-    g.add_argument("--loss_softmax_temperature", default=0.05, type=float)
-    g.add_argument("--loss_histogram_nbins", default=65, type=int)
-    g.add_argument("--loss_snr_margin", default=0.2, type=float)
-    g.add_argument("--loss_snr_reg_lambda", default=0.005, type=float)
-    g.add_argument("--loss_arcface_lr", default=0.0005, type=float)
-    g.add_argument("--loss_arcface_angular_margin", default=0.5, type=float)
-    g.add_argument("--loss_arcface_feature_scale", default=16, type=float)
-    g.add_argument("--loss_proxyanchor_alpha", default=32, type=float, help="Proxy-Anchor scale alpha.")
-    g.add_argument("--loss_proxyanchor_delta", default=0.1, type=float, help="Proxy-Anchor margin delta.")
-    g.add_argument("--loss_proxyanchor_lrmulti", default=100, type=float, help="Proxy lr = --lr x this.")
-    g.add_argument("--loss_circle_m", default=0.4, type=float, help="Circle loss relaxation m.")
-    g.add_argument("--loss_circle_gamma", default=80, type=float, help="Circle loss scale gamma.")
+    """The flags each loss declares next to its class (criteria/<loss>.py, `FLAGS`)."""
+    criteria.REGISTRY.add_flags(parser.add_argument_group("loss-specific"),
+                                [name for name in criteria.REGISTRY if name != "s2sd"])
 
 
 def batchmining_specific_parameters(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("batch mining")
-    g.add_argument("--miner_distance_lower_cutoff", default=0.5, type=float,
-                   help="Distances are clamped from below to this value before distance weighting.")
-    g.add_argument("--miner_distance_upper_cutoff", default=1.4, type=float,
-                   help="Negatives at or beyond this distance are not sampled (Wu et al.'s non-zero-loss cutoff).")
-    g.add_argument("--miner_rho_distance_lower_cutoff", default=0.5, type=float)
-    g.add_argument("--miner_rho_distance_upper_cutoff", default=1.4, type=float)
-    g.add_argument("--miner_rho_distance_cp", default=0.2, type=float,
-                   help="Probability of a rho triplet that pushes a same-class sample away.")
-    g.add_argument("--miner_parametric_mode", default="uniform", choices=["uniform", "hards", "semihards", "veryhards"],
-                   help="Which anchor-negative distances the parametric miner draws from.")
-    g.add_argument("--miner_parametric_n_support", default=100, type=int,
-                   help="Number of support points (bin edges) of the parametric miner's distance distribution.")
-    g.add_argument("--miner_parametric_support_lim", default=[0.0, 2.0], nargs=2, type=float, metavar=("LO", "HI"),
-                   help="Distance range of the parametric miner; negatives outside it are not drawn.")
+    """The flags each miner declares next to its class (batchminer/<miner>.py, `FLAGS`)."""
+    batchminer.REGISTRY.add_flags(parser.add_argument_group("batch mining"))
 
 
 def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
@@ -172,26 +125,8 @@ def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
 
 
 def s2sd_parameters(parser: argparse.ArgumentParser) -> None:
-    """S2SD flags; the second name of each is the S2SD README's spelling of the same setting."""
-    g = parser.add_argument_group("S2SD")
-    g.add_argument("--loss_s2sd_source", "--loss_distill_source", dest="loss_s2sd_source",
-                   default="multisimilarity", type=str, help="Criterion of the base (source) embedding.")
-    g.add_argument("--loss_s2sd_target", "--loss_distill_target", dest="loss_s2sd_target",
-                   default="multisimilarity", type=str, help="Criterion of every target branch.")
-    g.add_argument("--loss_s2sd_T", "--loss_distill_T", dest="loss_s2sd_T", default=1.0, type=float,
-                   help="Temperature of the similarity distillation.")
-    g.add_argument("--loss_s2sd_w", "--loss_distill_w", dest="loss_s2sd_w", default=50.0, type=float,
-                   help="Weight of the mean KL similarity distillation.")
-    g.add_argument("--loss_s2sd_pool_aggr", action="store_true",
-                   help="Target branches read global average + global max pooled features.")
-    g.add_argument("--loss_s2sd_target_dims", "--loss_distill_net_dims", dest="loss_s2sd_target_dims",
-                   default=[512, 1024, 1536, 2048], nargs="+", type=int, help="Width of each target branch.")
-    g.add_argument("--loss_s2sd_feat_distill", "--loss_distill_match_feats", dest="loss_s2sd_feat_distill",
-                   action="store_true", help="Also distill the backbone feature similarities.")
-    g.add_argument("--loss_s2sd_feat_w", "--loss_distill_feat_w", "--loss_s2sd_feat_distill_w", dest="loss_s2sd_feat_w",
-                   default=50.0, type=float, help="Weight of the feature distillation.")
-    g.add_argument("--loss_s2sd_feat_distill_delay", "--loss_distill_max_feat_iter", dest="loss_s2sd_feat_distill_delay",
-                   default=1000, type=int, help="Training iterations before feature distillation starts.")
+    """S2SD's flags (criteria/s2sd.py); the second name of each is the S2SD README's spelling of the same setting."""
+    criteria.REGISTRY.add_flags(parser.add_argument_group("S2SD"), ["s2sd"])
 
 
 def run_parameters(parser: argparse.ArgumentParser) -> None:
@@ -265,8 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
 def validate(opt: argparse.Namespace) -> None:
     """Checks that need no data or model; raises UsageError naming the flag and the allowed values."""
     import architectures
-    import batchminer
-    import criteria
     import datasets
     import evaluation.evaltypes
     import metrics
@@ -305,14 +238,30 @@ def validate(opt: argparse.Namespace) -> None:
             )
 
 
+def inapplicable(opt: argparse.Namespace, given: Sequence[str]) -> list:
+    """Warnings for flags given on the command line that this run ignores (the run goes on)."""
+    import datasets
+
+    notes = []
+    if "--augmentation" in given and opt.dataset in datasets.EMBEDDED:
+        notes.append(f"--augmentation does not apply to {opt.dataset}: its training augmentation is fixed "
+                     "(a small random affine warp, datasets/transforms.py); the flag is ignored")
+    return notes
+
+
 def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Parse and validate `argv` (default: sys.argv[1:]). Bad input exits with status 2 and one line."""
+    """Parse and validate `argv` (default: sys.argv[1:]). Bad input exits with status 2 and one line; a
+    flag this run ignores gets one warning line on stderr."""
     from utilities.errors import UsageError
 
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     opt = parser.parse_args(argv)
     try:
         validate(opt)
     except UsageError as err:
         parser.error(str(err))
+    given = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    for note in inapplicable(opt, given):
+        sys.stderr.write(f"{parser.prog}: warning: {note}\n")
     return opt

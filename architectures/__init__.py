@@ -17,8 +17,9 @@ Each family also declares its input convention (`INPUTS`, see architectures/inpu
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
-from typing import FrozenSet, Set
+from typing import FrozenSet, Optional, Set
 
 from architectures.inputs import InputConvention
 from utilities.errors import UsageError
@@ -87,10 +88,19 @@ def input_convention(arch: str) -> InputConvention:
 
 
 def select(arch: str, opt):
-    """Build the backbone named by `arch` with the embedding size `opt.embed_dim`."""
+    """Build the backbone named by `arch` with the embedding size `opt.embed_dim` (the CLI's path: a family
+    reads --embed_dim, --not_pretrained and --pretrained_path)."""
     spec = parse_arch(arch)
     return REGISTRY[spec.name](spec, opt)
 
 
+def create(arch: str, *, embed_dim: int = 128, pretrained: bool = True, pretrained_path: Optional[str] = None):
+    """The backbone named by `arch`, from Python: `select` with these three settings and no other flag.
+    Pretrained weights come from `pretrained_path` or the local caches (architectures/pretrained.py)."""
+    settings = argparse.Namespace(embed_dim=embed_dim, not_pretrained=not pretrained, pretrained_path=pretrained_path)
+    return select(arch, settings)
+
+
 # Importing the family modules fills REGISTRY and INPUTS.
 from architectures import bninception, efficientnet_lite, googlenet, resnet, timm_models  # noqa: E402,F401
+from architectures.base import EmbeddingNetwork  # noqa: E402,F401

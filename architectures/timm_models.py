@@ -11,8 +11,9 @@ square). `frozen` affects BatchNorm layers only (ViTs have none).
 
 Pretrained weights are never downloaded: they come from --pretrained_path, the Hugging Face cache (as
 left by an earlier `timm.create_model(name, pretrained=True)` or `huggingface-cli download timm/<name>`)
-or timm's legacy file in the torch hub cache. HF_HUB_OFFLINE is set to 1 when this module is imported, so
-nothing in this process reaches the hub. The input convention (mean, std, size, crop fraction) is the
+or timm's legacy file in the torch hub cache: the file is found locally first and handed to timm as
+`pretrained_cfg_overlay={"file": path}`, so timm loads it without asking the hub, and the process's
+environment is left as it is (no HF_HUB_OFFLINE). The input convention (mean, std, size, crop fraction) is the
 model's `pretrained_cfg`.
 """
 from __future__ import annotations
@@ -31,7 +32,6 @@ from architectures.inputs import IMAGENET, InputConvention
 from architectures.pretrained import find_weights
 from utilities.errors import UsageError
 
-os.environ["HF_HUB_OFFLINE"] = "1"
 TAKES_MODEL_NAME.add("timm")
 
 

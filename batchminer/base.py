@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Tuple
 
 import torch
 
-from criteria.distances import euclidean, same_label_masks
+from utilities.flags import Flag, reads
+from utilities.geometry import euclidean, same_label_masks
 
 
 #: What a miner returns; a loss consumes exactly one kind (`Criterion.MINER_OUTPUT`).
@@ -44,34 +46,43 @@ class LiftedTuples:
 
 
 class BatchMiner:
-    """Base class: `name` is the registry key, `OUTPUT` the kind of tuples returned (TRIPLETS, NPAIRS or
-    LIFTED); `bind(criterion)` lets a miner read the loss it serves."""
+    """Base class: `name` is the registry key (set by `REGISTRY.register`), `OUTPUT` the kind of tuples
+    returned (TRIPLETS, NPAIRS or LIFTED), `FLAGS` the command-line flags of its keyword arguments
+    (utilities/flags.py); `bind(criterion)` lets a miner read the loss it serves."""
 
     name = "base"
     OUTPUT = TRIPLETS
-
-    def __init__(self, opt):
-        self.opt = opt
+    FLAGS: Tuple[Flag, ...] = ()
 
     def bind(self, criterion) -> None:
-        """Called once by `criteria.select` with the criterion this miner feeds."""
+        """Called once by the loss this miner feeds (criteria.base.TupleLoss), S2SD's sub-losses included."""
 
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
 
 class MarginAwareMiner(BatchMiner):
-    """A miner whose window uses the margin of the loss it serves (`criterion.mining_margin`), bound by
-    `criteria.select`, S2SD's source and targets included; a loss without a margin of its own leaves
-    --loss_triplet_margin (the reference raised a KeyError for such losses, `s2sd` among them)."""
+    """A miner whose window uses the margin of the loss it serves (`criterion.mining_margin`, read at each
+    call), S2SD's source and targets included. `margin` (--loss_triplet_margin on the command line) is used
+    when the loss has no margin of its own, or before the miner serves a loss (the reference raised a
+    KeyError for such losses, `s2sd` among them)."""
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        self.margin = opt.loss_triplet_margin
+    FLAGS = (reads("loss_triplet_margin", "margin"),)
+
+    def __init__(self, margin: float = 0.2):
+        self.fallback_margin = margin
+        self.served = None
 
     def bind(self, criterion) -> None:
-        if criterion.mining_margin is not None:
-            self.margin = criterion.mining_margin
+        self.served = criterion
+
+    @property
+    def margin(self) -> float:
+        own = None if self.served is None else self.served.mining_margin
+        return self.fallback_margin if own is None else own
 
 
 def pairwise(batch: torch.Tensor, labels: torch.Tensor):

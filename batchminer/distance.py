@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets, pairwise, uniform_choice, weighted_choice
+from utilities.flags import flag
 
 
 def distance_log_weights(dist: torch.Tensor, dim: int, lower_cutoff: float) -> torch.Tensor:
@@ -26,7 +27,8 @@ def sample_distance_weighted_negatives(dist, neg_mask, dim, lower_cutoff, upper_
 
 @REGISTRY.register("distance")
 class DistanceMiner(BatchMiner):
-    """Per anchor: a uniformly random positive and a distance-weighted negative.
+    """Per anchor: a uniformly random positive and a distance-weighted negative (`lower_cutoff`,
+    `upper_cutoff`: --miner_distance_lower_cutoff, --miner_distance_upper_cutoff).
 
     Weighting needs points on the unit sphere, so distances are taken between L2-normalised embeddings
     (the reference produced NaN for d > 2). Negatives at or beyond --miner_distance_upper_cutoff are not
@@ -35,12 +37,16 @@ class DistanceMiner(BatchMiner):
     anchor itself as its positive.
     """
 
-    name = "distance"
+    FLAGS = (
+        flag("--miner_distance_lower_cutoff", param="lower_cutoff", default=0.5, type=float,
+             help="Distances are clamped from below to this value before distance weighting."),
+        flag("--miner_distance_upper_cutoff", param="upper_cutoff", default=1.4, type=float,
+             help="Negatives at or beyond this distance are not sampled (Wu et al.'s non-zero-loss cutoff)."),
+    )
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        self.lower_cutoff = opt.miner_distance_lower_cutoff
-        self.upper_cutoff = opt.miner_distance_upper_cutoff
+    def __init__(self, lower_cutoff: float = 0.5, upper_cutoff: float = 1.4):
+        self.lower_cutoff = lower_cutoff
+        self.upper_cutoff = upper_cutoff
 
     def choose_positives(self, dist: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return uniform_choice(pos)

@@ -17,7 +17,5 @@ class EPDNMiner(DistanceMiner):
     The reference took the positive from the boolean mask (always sample 1).
     """
 
-    name = "epdn"
-
     def choose_positives(self, dist: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return nearest(dist, pos)

@@ -18,8 +18,6 @@ class EPHNMiner(BatchMiner):
     positive was always batch sample 1; here it is the nearest positive.
     """
 
-    name = "ephn"
-
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist, pos, neg = pairwise(batch, labels)
         valid = pos.any(1) & neg.any(1)

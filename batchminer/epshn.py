@@ -17,8 +17,6 @@ class EPSHNMiner(MarginAwareMiner):
     boolean mask (always sample 1).
     """
 
-    name = "epshn"
-
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist, pos, neg = pairwise(batch, labels)
         valid = pos.any(1) & neg.any(1)

@@ -18,8 +18,6 @@ class IntraRandomMiner(BatchMiner):
     no triplet (a degenerate step).
     """
 
-    name = "intra_random"
-
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         b = len(labels)
         if b < 3:

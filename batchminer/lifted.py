@@ -5,7 +5,7 @@ import torch
 
 from batchminer import REGISTRY
 from batchminer.base import LIFTED, BatchMiner, LiftedTuples
-from criteria.distances import same_label_masks
+from utilities.geometry import same_label_masks
 
 
 @REGISTRY.register("lifted")
@@ -14,7 +14,6 @@ class LiftedMiner(BatchMiner):
     samples of other classes as negatives.
     """
 
-    name = "lifted"
     OUTPUT = LIFTED
 
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> LiftedTuples:

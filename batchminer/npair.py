@@ -5,7 +5,7 @@ import torch
 
 from batchminer import REGISTRY
 from batchminer.base import NPAIRS, BatchMiner, NPairTuples, uniform_choice
-from criteria.distances import same_label_masks
+from utilities.geometry import same_label_masks
 
 
 @REGISTRY.register("npair")
@@ -15,7 +15,6 @@ class NPairMiner(BatchMiner):
     there the negatives would be the other pairs' positives only).
     """
 
-    name = "npair"
     OUTPUT = NPAIRS
 
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> NPairTuples:

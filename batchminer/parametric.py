@@ -2,11 +2,14 @@
 (the reference's `parametric` miner, Roth et al. 2020)."""
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets, first_nonempty, pairwise, uniform_choice, weighted_choice
 from utilities.errors import UsageError
+from utilities.flags import flag
 
 #: Mode -> indicator of the distances it prefers (evaluated at each bin's lower edge).
 MODES = {
@@ -32,16 +35,25 @@ class ParametricMiner(BatchMiner):
     "semihards" mode stopped in a debugger, and its out-of-support mask could never be true).
     """
 
-    name = "parametric"
+    FLAGS = (
+        flag("--miner_parametric_mode", param="mode", default="uniform", choices=sorted(MODES, key=list(MODES).index),
+             help="Which anchor-negative distances the parametric miner draws from."),
+        flag("--miner_parametric_n_support", param="n_support", default=100, type=int,
+             help="Number of support points (bin edges) of the parametric miner's distance distribution."),
+        flag("--miner_parametric_support_lim", param="support_lim", default=[0.0, 2.0], nargs=2, type=float,
+             metavar=("LO", "HI"), convert=lambda value, opt: tuple(value),
+             help="Distance range of the parametric miner; negatives outside it are not drawn."),
+    )
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        lo, hi = opt.miner_parametric_support_lim
-        if not lo < hi or opt.miner_parametric_n_support < 2:
+    def __init__(self, mode: str = "uniform", n_support: int = 100, support_lim: Tuple[float, float] = (0.0, 2.0)):
+        lo, hi = support_lim
+        if not lo < hi or n_support < 2:
             raise UsageError("--miner_parametric_support_lim needs LO < HI and --miner_parametric_n_support >= 2")
+        if mode not in MODES:
+            raise UsageError(f"--miner_parametric_mode: unknown mode '{mode}'; choose one of: {', '.join(MODES)}")
         self.lo, self.hi = float(lo), float(hi)
-        self.edges = torch.linspace(lo, hi, opt.miner_parametric_n_support)
-        self.bin_weights = MODES[opt.miner_parametric_mode](self.edges[:-1])
+        self.edges = torch.linspace(lo, hi, n_support)
+        self.bin_weights = MODES[mode](self.edges[:-1])
 
     def in_support(self, dist: torch.Tensor) -> torch.Tensor:
         return (dist >= self.lo) & (dist <= self.hi)

@@ -14,8 +14,6 @@ class RandomDistanceMiner(DistanceMiner):
     Triplets are valid with respect to the permuted labels, not the true ones.
     """
 
-    name = "random_distance"
-
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         permuted = labels[torch.randperm(len(labels), device=labels.device)]
         return super().__call__(batch, permuted)

@@ -5,7 +5,7 @@ import torch
 
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets
-from criteria.distances import same_label_masks
+from utilities.geometry import same_label_masks
 
 
 def kth_true_column(mask: torch.Tensor, rows: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -22,8 +22,6 @@ class RandomMiner(BatchMiner):
     A triplet's flat index t enumerates anchors in order, each with P_a * N_a triplets; t is decoded to the
     anchor by a search over the cumulative counts, then to its positive and negative rank.
     """
-
-    name = "random"
 
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pos, neg = same_label_masks(labels)

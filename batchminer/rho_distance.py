@@ -7,22 +7,28 @@ import torch.nn.functional as F
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets, pairwise, uniform_choice
 from batchminer.distance import sample_distance_weighted_negatives
+from utilities.flags import flag
 
 
 @REGISTRY.register("rho_distance")
 class RhoDistanceMiner(BatchMiner):
     """Distance-weighted triplets where, with probability cp (--miner_rho_distance_cp), an anchor's triplet is
     replaced by (a, a, p'): a same-class sample p' in the negative slot, pushed away to densify the embedding
-    space (rho regularisation). Only anchors with a positive (and a negative) take part.
+    space (rho regularisation). Only anchors with a positive (and a negative) take part. Negatives are drawn
+    as by the `distance` miner, with the cutoffs --miner_rho_distance_lower_cutoff / _upper_cutoff.
     """
 
-    name = "rho_distance"
+    FLAGS = (
+        flag("--miner_rho_distance_lower_cutoff", param="lower_cutoff", default=0.5, type=float),
+        flag("--miner_rho_distance_upper_cutoff", param="upper_cutoff", default=1.4, type=float),
+        flag("--miner_rho_distance_cp", param="push_probability", default=0.2, type=float,
+             help="Probability of a rho triplet that pushes a same-class sample away."),
+    )
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        self.lower_cutoff = opt.miner_rho_distance_lower_cutoff
-        self.upper_cutoff = opt.miner_rho_distance_upper_cutoff
-        self.push_probability = opt.miner_rho_distance_cp
+    def __init__(self, lower_cutoff: float = 0.5, upper_cutoff: float = 1.4, push_probability: float = 0.2):
+        self.lower_cutoff = lower_cutoff
+        self.upper_cutoff = upper_cutoff
+        self.push_probability = push_probability
 
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist, pos, neg = pairwise(F.normalize(batch.detach(), dim=-1), labels)

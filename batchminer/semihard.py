@@ -13,11 +13,10 @@ class SemihardMiner(MarginAwareMiner):
     else a random negative.
 
     The margin m is the margin of the loss this miner serves (triplet: --loss_triplet_margin, margin:
-    --loss_margin_margin, ...), bound by `criteria.select`, including S2SD's source and target losses. A
-    loss without a margin of its own falls back to --loss_triplet_margin (the reference raised a KeyError).
+    --loss_margin_margin, ...), read from the loss at each call, including S2SD's source and target losses. A
+    loss without a margin of its own falls back to `margin` (--loss_triplet_margin; the reference raised a
+    KeyError).
     """
-
-    name = "semihard"
 
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist, pos, neg = pairwise(batch, labels)

@@ -15,8 +15,6 @@ class SofthardMiner(BatchMiner):
     * negative: random among negatives closer than the farthest positive (d_an < max_p d_ap), else any negative.
     """
 
-    name = "softhard"
-
     def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist, pos, neg = pairwise(batch, labels)
         valid = pos.any(1) & neg.any(1)

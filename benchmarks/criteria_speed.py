@@ -48,7 +48,7 @@ def copy_(dst, src):
         dst.copy_(src)
 
 
-def build(name, opt, x, labels):
+def build(name, opt, x, labels, n_classes):
     """(our criterion, PML callable (x, labels) -> loss, PML module with parameters, PML name)."""
     cls = criteria.REGISTRY[name]
     miner = None
@@ -56,8 +56,8 @@ def build(name, opt, x, labels):
         miner_name = {"npairs": "npair", "lifted": "lifted"}.get(cls.MINER_OUTPUT, "distance")
         tuples = batchminer.select(miner_name, opt)(x.detach(), labels)
         miner = Fixed(tuples, miner_name, cls.MINER_OUTPUT)
-    ours = criteria.select(name, opt, batchminer=miner)
-    C, D = opt.n_classes, opt.embed_dim
+    C, D = n_classes, opt.embed_dim
+    ours = criteria.select(name, opt, batchminer=miner, n_classes=C)
     raw_l2 = distances.LpDistance(normalize_embeddings=False)
     triplets = tuple(miner.tuples.T) if miner is not None and cls.MINER_OUTPUT == "triplets" else None
 
@@ -162,9 +162,8 @@ def main(argv=None) -> int:
     for name in args.losses:
         opt = parameters.parse(["--loss", name, "--embed_dim", str(args.dim), "--batch_mining",
                                 {"npair": "npair", "angular": "npair", "lifted": "lifted"}.get(name, "distance")])
-        opt.n_classes, opt.feature_dim = args.n_classes, args.dim
         torch.manual_seed(1)
-        ours, pml_fn, pml_module, pml_name = build(name, opt, x, labels)
+        ours, pml_fn, pml_module, pml_name = build(name, opt, x, labels, args.n_classes)
         ours_s, pml_s, ratios = [], [], []
         step_seconds(ours, ours, u, labels, 1)  # warm-up
         step_seconds(pml_fn, pml_module, u, labels, 1)

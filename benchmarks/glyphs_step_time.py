@@ -7,7 +7,7 @@ criterion (the README quickstart's three target branches, feature distillation o
 variants, so load from other processes hits all of them alike; the median step time of each and its
 ratio to the quickstart are printed.
 
-    python benchmarks/glyphs_step_time.py [--rounds 8] [--bs 112] [--threads 2]
+    python benchmarks/glyphs_step_time.py [--rounds 8] [--bs 112] [--threads 2] [--variants 0 1 2]
 """
 from __future__ import annotations
 
@@ -41,10 +41,8 @@ COMMON = ["--dataset", "glyphs", "--embed_dim", "32", "--loss", "s2sd", "--loss_
 def make_step(arch, flags, size, bs, batches):
     opt = parameters.parse(COMMON + ["--arch", arch, "--bs", str(bs)] + flags)
     splits = datasets.select("glyphs", opt, "")
-    opt.n_classes = splits["training"].n_classes
     model = architectures.select(arch, opt).train()
-    opt.feature_dim = model.feature_dim
-    criterion = criteria.select("s2sd", opt)
+    criterion = criteria.select("s2sd", opt, n_classes=splits["training"].n_classes, feature_dim=model.feature_dim)
     optimizer = torch.optim.Adam([g for g in model.param_groups(opt) + criterion.param_groups() if g["params"]])
     data = []
     for indices in batches:
@@ -68,26 +66,29 @@ def make_step(arch, flags, size, bs, batches):
     return step
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--bs", type=int, default=112)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--variants", type=int, nargs="+", default=list(range(len(VARIANTS))),
+                        help="Indices into VARIANTS; the first is the base of the ratios.")
+    args = parser.parse_args(argv)
+    variants = [VARIANTS[i] for i in args.variants]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     opt = parameters.parse(COMMON + ["--arch", "slimresnet18_normalize", "--not_pretrained"])
     train = datasets.select("glyphs", opt, "")["training"]
     sampler = ClassRandomSampler(train.image_dict, len(train), args.bs, 2, seed=0)
     batches = list(sampler)[:4]
-    steps = [make_step(arch, flags, size, args.bs, batches) for _, arch, flags, size in VARIANTS]
-    times = [[] for _ in VARIANTS]
+    steps = [make_step(arch, flags, size, args.bs, batches) for _, arch, flags, size in variants]
+    times = [[] for _ in variants]
     for k in range(args.rounds):
         for i, step in enumerate(steps):
             times[i].append(step(k))
     base = statistics.median(times[0])
     print(f"median seconds per training step (bs {args.bs}, {args.threads} threads, {args.rounds} interleaved rounds)")
-    for (label, *_), t in zip(VARIANTS, times):
+    for (label, *_), t in zip(variants, times):
         print(f"{label:38s} {statistics.median(t):7.3f} s   x{statistics.median(t) / base:5.2f}")
 
 

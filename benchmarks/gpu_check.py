@@ -83,11 +83,9 @@ def compare_step(arch: str, size: int, bs: int, dims, loss_tol: float, grad_tol:
     opt = parameters.parse(["--dataset", "cub200", "--arch", arch, "--not_pretrained", "--loss", "s2sd",
                             "--loss_s2sd_target_dims", *map(str, dims), "--loss_s2sd_feat_distill",
                             "--loss_s2sd_feat_distill_delay", "0"])
-    opt.n_classes = bs // 2
     torch.manual_seed(0)
     model = architectures.select(arch, opt).to(CUDA)
-    opt.feature_dim = model.feature_dim
-    criterion = criteria.select("s2sd", opt).to(CUDA)
+    criterion = criteria.from_opt("s2sd", opt, n_classes=bs // 2, feature_dim=model.feature_dim).to(CUDA)
     images = torch.randn(bs, 3, size, size, device=CUDA)
     labels = torch.arange(bs // 2, device=CUDA).repeat_interleave(2)
     loss32, grad32 = loss_and_gradient(model, criterion, images, labels, Precision(CUDA))
@@ -119,7 +117,7 @@ def check_fp16_scaler(work: str) -> None:
                             "--amp", "fp16", "--device", "cuda"])
     torch.manual_seed(0)
     model = architectures.select(opt.arch, opt).to(CUDA)
-    criterion = criteria.select("multisimilarity", opt).to(CUDA)
+    criterion = criteria.from_opt("multisimilarity", opt).to(CUDA)
     precision = Precision.build(opt, CUDA, model)
     precision.prepare_model(model)
     optimizer = main_module.build_optimizer(opt, model, criterion, CUDA)[0]

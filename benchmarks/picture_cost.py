@@ -25,7 +25,8 @@ import datasets  # noqa: E402
 import evaluation  # noqa: E402
 import main  # noqa: E402
 import parameters  # noqa: E402
-from utilities import embedding_map, progression_plots, resume, retrieval_grid  # noqa: E402
+from evaluation import progression_plots  # noqa: E402
+from utilities import embedding_map, resume, retrieval_grid  # noqa: E402
 
 QUICKSTART = ["--dataset", "glyphs", "--arch", "slimresnet18_normalize", "--not_pretrained", "--loss", "s2sd",
               "--loss_s2sd_feat_distill", "--loss_s2sd_feat_distill_delay", "100", "--lr", "1e-3",
@@ -38,14 +39,15 @@ def timed(fn, *args, **kwargs):
     return time.perf_counter() - start
 
 
-def main_benchmark(argv=None):
+def main_benchmark(argv=None, flags=()):
+    """`flags` are extra main.py flags for the training run (the smoke test shrinks it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--tsne_points", type=int, default=2000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as save_path:
         argv = QUICKSTART + ["--n_epochs", str(args.epochs), "--save_path", save_path, "--savename", "bench",
-                             "--plot_every", "0", "--tsne_points", "0"]
+                             "--plot_every", "0", "--tsne_points", "0", *flags]
         start = time.perf_counter()
         summary = main.main(argv)
         run_dir = summary["run_dir"]
@@ -55,12 +57,11 @@ def main_benchmark(argv=None):
 
         opt = parameters.parse(argv)
         splits = datasets.select(opt.dataset, opt, opt.source_path)
-        opt.n_classes = splits["training"].n_classes
         model = architectures.select(opt.arch, opt)
         model.load_state_dict(torch.load(os.path.join(run_dir, resume.LAST_CHECKPOINT), weights_only=True)["model"])
         loader = torch.utils.data.DataLoader(splits["testing"], batch_size=opt.bs)
-        features, labels = evaluation.embed(model, loader, torch.device("cpu"), ["discriminative"])
-        features = features["discriminative"]
+        features, labels = evaluation.embed(model, loader, torch.device("cpu"), ["embeds"])
+        features = features["embeds"]
 
         plots_first = timed(progression_plots.draw_all, run_dir)  # includes importing matplotlib
         plots = timed(progression_plots.draw_all, run_dir)

@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import architectures  # noqa: E402
 import evaluation  # noqa: E402
+import evaluation.epoch as evaluation_epoch  # noqa: E402
 import main as main_module  # noqa: E402
 import parameters  # noqa: E402
 from benchmarks import synthetic_cub  # noqa: E402
@@ -94,7 +95,7 @@ def items_1_to_4_off():
 @contextlib.contextmanager
 def timed_phases(events: List[Tuple[str, float, float]]):
     """Record (phase, start, end) of every training epoch and every split's evaluation in `main.main`."""
-    train, score = main_module.train_one_epoch, evaluation.embed_and_score
+    train, score = main_module.train_one_epoch, evaluation_epoch.embed_and_score
 
     def wrap(name, fn):
         def timed(*args, **kwargs):
@@ -106,7 +107,7 @@ def timed_phases(events: List[Tuple[str, float, float]]):
         return timed
 
     with mock.patch.object(main_module, "train_one_epoch", wrap("train", train)), \
-            mock.patch.object(evaluation, "embed_and_score", wrap("eval", score)):
+            mock.patch.object(evaluation_epoch, "embed_and_score", wrap("eval", score)):
         yield
 
 

@@ -6,10 +6,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from batchminer import NPAIRS
 from criteria import REGISTRY
-from criteria.base import Criterion
+from criteria.base import TupleLoss
 from criteria.functional import masked_logsumexp
 from criteria.npair import npair_terms
+from utilities.flags import flag
 
 
 def angular_terms(batch: torch.Tensor, tuples, alpha_degrees: float, cos: torch.Tensor = None) -> torch.Tensor:
@@ -29,35 +31,36 @@ def angular_terms(batch: torch.Tensor, tuples, alpha_degrees: float, cos: torch.
 
 
 @REGISTRY.register("angular")
-class AngularLoss(Criterion):
+class AngularLoss(TupleLoss):
     """On the `npair` miner's tuples (anchor a, positive p, negatives N_a):
 
         L = mean_a npair_a + lambda * mean_a angular_a + l2 * mean_i ||x_i||_2
         npair_a   = log(1 + sum_n exp(clamp(x_a.x_n - x_a.x_p, -50, 50)))        (embeddings as given)
         angular_a = log(1 + sum_n exp(4t (a+p).n - 2(1+t) a.p))                  (normalised, t = tan^2 alpha)
 
-    alpha = --loss_angular_alpha (degrees), lambda = --loss_angular_npair_ang_weight, l2 = --loss_angular_npair_l2:
+    alpha = `alpha` (--loss_angular_alpha, degrees), lambda = `angular_weight` (--loss_angular_npair_ang_weight),
+    l2 = `l2_weight` (--loss_angular_npair_l2):
     Wang et al.'s recommended N-pair + angular combination. The +-50 clamp of the N-pair exponent is a
     reference quirk kept for parity (it caps the loss of a badly violated tuple and zeroes its gradient).
     The reference stacked the negative sets, so every anchor needed as many negatives; masks lift that.
     No tuple: 0 with zero gradient.
     """
 
-    REQUIRES_BATCHMINER = True
     ALLOWED_MINING_OPS = ("npair",)
-    MINER_OUTPUT = "npairs"
+    MINER_OUTPUT = NPAIRS
+    FLAGS = (
+        flag("--loss_angular_alpha", param="alpha", default=45, type=float),
+        flag("--loss_angular_npair_ang_weight", param="angular_weight", default=2, type=float),
+        flag("--loss_angular_npair_l2", param="l2_weight", default=0.005, type=float),
+    )
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.alpha = opt.loss_angular_alpha
-        self.angular_weight = opt.loss_angular_npair_ang_weight
-        self.l2_weight = opt.loss_angular_npair_l2
+    def __init__(self, alpha: float = 45, angular_weight: float = 2, l2_weight: float = 0.005, batchminer=None):
+        super().__init__(batchminer)
+        self.alpha = alpha
+        self.angular_weight = angular_weight
+        self.l2_weight = l2_weight
 
-    def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        tuples = self.batchminer(batch.detach(), labels)
-        self.record(len(tuples))
-        if len(tuples) == 0:
-            return self.zero_loss(batch)
+    def tuple_loss(self, batch: torch.Tensor, labels: torch.Tensor, tuples) -> torch.Tensor:
         gram = batch @ batch.T
         norms = gram.diagonal().clamp_min(1e-24).sqrt()
         cos = gram / (norms[:, None] * norms[None, :]).clamp_min(1e-12)

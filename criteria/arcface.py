@@ -5,25 +5,25 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from criteria import REGISTRY
-from criteria.base import Criterion
+from criteria.base import ClassWeightLoss
+from utilities.flags import flag
 
 
 @REGISTRY.register("arcface")
-class ArcFaceLoss(Criterion):
+class ArcFaceLoss(ClassWeightLoss):
     """With cos_ic = cos(x_i, w_c), theta_i = arccos(cos_{i,y_i}), margin m and scale s:
 
         logit_ic = s cos_ic                 for c != y_i
         logit_iy = s cos(theta_i + m)       if theta_i <= pi - m, else s (cos_iy - m sin m)
         L = mean_i cross-entropy(logit_i, y_i)
 
-    m = --loss_arcface_angular_margin (radians), s = --loss_arcface_feature_scale. The second branch keeps the
-    target logit decreasing in theta beyond pi - m (the paper's reference implementation). Class weights
-    W in R^{C x D} start U(-1/sqrt(D), 1/sqrt(D)) and train at --loss_arcface_lr without weight decay, also
-    inside S2SD.
+    m = `angular_margin` (--loss_arcface_angular_margin, radians), s = `feature_scale`
+    (--loss_arcface_feature_scale). The second branch keeps the target logit decreasing in theta beyond
+    pi - m (the paper's reference implementation). Class weights W in R^{C x D} (ClassWeightLoss) train at
+    `lr` (--loss_arcface_lr) without weight decay, also inside S2SD.
 
     Differs from the reference code: it added the margin correction to every logit of a row (a constant
     shift that leaves the softmax unchanged, so the margin had no effect) and clamped cosines at >= 1e-10;
@@ -31,19 +31,20 @@ class ArcFaceLoss(Criterion):
     in the paper. Never degenerate; `last_tuple_count` is the batch size.
     """
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        bound = 1.0 / math.sqrt(self.embed_dim)
-        self.class_weights = nn.Parameter(torch.empty(opt.n_classes, self.embed_dim).uniform_(-bound, bound))
-        self.margin = opt.loss_arcface_angular_margin
-        self.scale = opt.loss_arcface_feature_scale
-        self.lr = opt.loss_arcface_lr
+    FLAGS = (
+        flag("--loss_arcface_lr", param="lr", default=0.0005, type=float),
+        flag("--loss_arcface_angular_margin", param="angular_margin", default=0.5, type=float),
+        flag("--loss_arcface_feature_scale", param="feature_scale", default=16, type=float),
+    )
 
-    def param_groups(self):
-        return [{"params": [self.class_weights], "lr": self.lr, "weight_decay": 0.0, "name": "arcface_weights"}]
+    def __init__(self, n_classes: int, embed_dim: int, lr: float = 0.0005, angular_margin: float = 0.5,
+                 feature_scale: float = 16):
+        super().__init__(n_classes, embed_dim, lr)
+        self.margin = angular_margin
+        self.scale = feature_scale
 
     def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        cos = F.normalize(batch, dim=1) @ F.normalize(self.class_weights, dim=1).T
+        cos = self.cosines(batch)
         target = cos.gather(1, labels[:, None])
         theta = torch.acos(target.clamp(-1.0 + 1e-7, 1.0 - 1e-7))
         margined = torch.where(theta <= math.pi - self.margin, torch.cos(theta + self.margin),

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import Criterion
-from criteria.distances import same_label_masks
+from utilities.flags import flag
+from utilities.geometry import same_label_masks
 from criteria.functional import masked_logsumexp, mean_over
 
 
@@ -20,15 +21,21 @@ class CircleLoss(Criterion):
                       + log sum_{p in P_i} exp(-gamma alpha_p (s_p - (1 - m))) )
         L = mean over anchors with a positive and a negative
 
-    m = --loss_circle_m (0.4), gamma = --loss_circle_gamma (80): the paper's fine-grained retrieval setting.
+    m = `m` (--loss_circle_m, 0.4), gamma = `gamma` (--loss_circle_gamma, 80): the paper's fine-grained
+    retrieval setting.
     Not in the reference. A batch without such an anchor: 0 with zero gradient; `last_tuple_count` counts
     the anchors.
     """
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.m = opt.loss_circle_m
-        self.gamma = opt.loss_circle_gamma
+    FLAGS = (
+        flag("--loss_circle_m", param="m", default=0.4, type=float, help="Circle loss relaxation m."),
+        flag("--loss_circle_gamma", param="gamma", default=80, type=float, help="Circle loss scale gamma."),
+    )
+
+    def __init__(self, m: float = 0.4, gamma: float = 80):
+        super().__init__()
+        self.m = m
+        self.gamma = gamma
 
     def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
         x = F.normalize(batch, dim=1)

@@ -10,8 +10,8 @@ def masked_logsumexp(z: torch.Tensor, mask: torch.Tensor, add_one: bool = False)
     A row with an empty mask gives 0 (as if its sum were 1) and no gradient, instead of -inf and NaN.
     """
     z = z.masked_fill(~mask, float("-inf"))
-    if add_one:  # an empty row is logsumexp([-inf, ..., 0]) = 0 already
-        return torch.logsumexp(torch.cat([z, torch.zeros_like(z[:, :1])], dim=1), dim=1)
+    if add_one:  # an empty row is logsumexp([0, -inf, ...]) = 0 already
+        return torch.logsumexp(torch.cat([torch.zeros_like(z[:, :1]), z], dim=1), dim=1)
     nonempty = mask.any(1)
     z = z.masked_fill(~nonempty[:, None], 0.0)
     return torch.logsumexp(z, dim=1).masked_fill(~nonempty, 0.0)

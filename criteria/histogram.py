@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import Criterion
+from utilities.flags import flag
 
 
 def soft_histogram(s: torch.Tensor, weights: torch.Tensor, n_nodes: int) -> torch.Tensor:
@@ -26,7 +27,7 @@ def soft_histogram(s: torch.Tensor, weights: torch.Tensor, n_nodes: int) -> torc
 @REGISTRY.register("histogram")
 class HistogramLoss(Criterion):
     """With s_ij the cosine similarity of the pairs i < j, h+ and h- the soft histograms (`soft_histogram`,
-    R = --loss_histogram_nbins nodes on [-1, 1]) of the positive and negative pairs, each normalised by its
+    R = `n_nodes` nodes on [-1, 1], --loss_histogram_nbins) of the positive and negative pairs, each normalised by its
     pair count, and Phi+_r = sum_{q <= r} h+_q:
 
         L = sum_r h-_r Phi+_r        (an estimate of P(s_neg > s_pos))
@@ -36,9 +37,11 @@ class HistogramLoss(Criterion):
     pair: 0 with zero gradient. `last_tuple_count` counts the positive pairs.
     """
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.n_nodes = opt.loss_histogram_nbins
+    FLAGS = (flag("--loss_histogram_nbins", param="n_nodes", default=65, type=int),)
+
+    def __init__(self, n_nodes: int = 65):
+        super().__init__()
+        self.n_nodes = n_nodes
 
     def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
         x = F.normalize(batch, dim=1)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import torch
 
 from architectures import parse_arch
+from batchminer import NPAIRS
 from criteria import REGISTRY
-from criteria.base import Criterion
+from criteria.base import TupleLoss
 from criteria.functional import masked_logsumexp
+from utilities.flags import flag, reads
 
 
 def npair_terms(batch: torch.Tensor, tuples, clamp: float = None, gram: torch.Tensor = None) -> torch.Tensor:
@@ -21,32 +23,37 @@ def npair_terms(batch: torch.Tensor, tuples, clamp: float = None, gram: torch.Te
     return masked_logsumexp(logits, tuples.negatives, add_one=True)
 
 
+def reference_embedding_scale(arch: str) -> float:
+    """The reference divided the N-pair loss's embeddings by 4 on bninception backbones (--arch bninception*)."""
+    return 0.25 if parse_arch(arch).name.startswith("bninception") else 1.0
+
+
 @REGISTRY.register("npair")
-class NPairLoss(Criterion):
+class NPairLoss(TupleLoss):
     """For the `npair` miner's tuples (anchor a, one positive p, negatives N_a = all other-class samples):
 
         L = mean_a log(1 + sum_{n in N_a} exp(x_a.x_n - x_a.x_p)) + l2 * mean_i ||x_i||_2
 
-    on the embeddings as given (dot products, not cosines), l2 = --loss_npair_l2. Sohn's batches hold one
-    pair per class and use the other pairs' positives as negatives; the reference (and this loss) uses every
-    sample of another class. With a bninception backbone the embeddings are divided by 4 first (a reference
-    quirk kept for parity: it keeps the initial exponents of the un-normalised 512-d embedding in range).
+    on the embeddings as given (dot products, not cosines), l2 = `l2_weight` (--loss_npair_l2). Sohn's batches
+    hold one pair per class and use the other pairs' positives as negatives; the reference (and this loss)
+    uses every sample of another class. The embeddings are multiplied by `embedding_scale` first; the CLI
+    passes 0.25 for a bninception backbone (`reference_embedding_scale`, a reference quirk kept for parity:
+    it keeps the initial exponents of the un-normalised 512-d embedding in range).
     No tuple (e.g. --samples_per_class 1): 0, and the l2 term is dropped as in the reference.
     """
 
-    REQUIRES_BATCHMINER = True
     ALLOWED_MINING_OPS = ("npair",)
-    MINER_OUTPUT = "npairs"
+    MINER_OUTPUT = NPAIRS
+    FLAGS = (
+        flag("--loss_npair_l2", param="l2_weight", default=0.005, type=float),
+        reads("arch", "embedding_scale", convert=lambda arch, opt: reference_embedding_scale(arch)),
+    )
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.l2_weight = opt.loss_npair_l2
-        self.scale = 0.25 if parse_arch(opt.arch).name.startswith("bninception") else 1.0
+    def __init__(self, l2_weight: float = 0.005, embedding_scale: float = 1.0, batchminer=None):
+        super().__init__(batchminer)
+        self.l2_weight = l2_weight
+        self.scale = embedding_scale
 
-    def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        tuples = self.batchminer(batch.detach(), labels)
-        self.record(len(tuples))
-        if len(tuples) == 0:
-            return self.zero_loss(batch)
+    def tuple_loss(self, batch: torch.Tensor, labels: torch.Tensor, tuples) -> torch.Tensor:
         batch = batch * self.scale
         return npair_terms(batch, tuples).mean() + self.l2_weight * batch.norm(dim=1).mean()

@@ -6,8 +6,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from criteria import REGISTRY
-from criteria.base import Criterion
+from criteria.base import Criterion, own_group
 from criteria.functional import masked_logsumexp
+from utilities.flags import flag, times_lr
 
 
 @REGISTRY.register("proxyanchor")
@@ -18,22 +19,29 @@ class ProxyAnchorLoss(Criterion):
         L = 1/|P+| sum_{p in P+} log(1 + sum_{x in X_p+} exp(-alpha (s(x, p) - delta)))
           + 1/|P|  sum_{p in P}  log(1 + sum_{x in X_p-} exp( alpha (s(x, p) + delta)))
 
-    alpha = --loss_proxyanchor_alpha (32), delta = --loss_proxyanchor_delta (0.1). Proxies start from a
-    Kaiming-normal (fan-out) draw and train at lr = --lr x --loss_proxyanchor_lrmulti (100, as the paper's
-    code) without weight decay, also inside S2SD. Not in the reference. Every batch has at least one
+    alpha = `alpha` (--loss_proxyanchor_alpha, 32), delta = `delta` (--loss_proxyanchor_delta, 0.1). Proxies
+    (`n_classes` x `embed_dim`) start from a Kaiming-normal (fan-out) draw and train at `lr` without weight
+    decay, also inside S2SD; the CLI sets lr = --lr x --loss_proxyanchor_lrmulti (100, as the paper's code). Not in the reference. Every batch has at least one
     positive proxy, so none is degenerate; `last_tuple_count` is the batch size.
     """
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.proxies = nn.Parameter(torch.empty(opt.n_classes, self.embed_dim))
+    FLAGS = (
+        flag("--loss_proxyanchor_alpha", param="alpha", default=32, type=float, help="Proxy-Anchor scale alpha."),
+        flag("--loss_proxyanchor_delta", param="delta", default=0.1, type=float, help="Proxy-Anchor margin delta."),
+        flag("--loss_proxyanchor_lrmulti", param="lr", default=100, type=float, convert=times_lr,
+             help="Proxy lr = --lr x this."),
+    )
+
+    def __init__(self, n_classes: int, embed_dim: int, alpha: float = 32, delta: float = 0.1, lr: float = 1e-3):
+        super().__init__()
+        self.proxies = nn.Parameter(torch.empty(n_classes, embed_dim))
         nn.init.kaiming_normal_(self.proxies, mode="fan_out")
-        self.alpha = opt.loss_proxyanchor_alpha
-        self.delta = opt.loss_proxyanchor_delta
-        self.lr = opt.lr * opt.loss_proxyanchor_lrmulti
+        self.alpha = alpha
+        self.delta = delta
+        self.lr = lr
 
     def param_groups(self):
-        return [{"params": [self.proxies], "lr": self.lr, "weight_decay": 0.0, "name": "proxyanchor_proxies"}]
+        return own_group("proxyanchor_proxies", self.proxies, self.lr)
 
     def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
         cos = F.normalize(self.proxies, dim=1) @ F.normalize(batch, dim=1).T

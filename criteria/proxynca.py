@@ -7,8 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from criteria import REGISTRY
-from criteria.base import Criterion
+from criteria.base import Criterion, own_group
 from criteria.functional import masked_logsumexp
+from utilities.flags import flag, times_lr
 
 SCALE = 3.0
 
@@ -22,18 +23,20 @@ class ProxyNCALoss(Criterion):
 
     The positive proxy is left out of the denominator, as in the paper and the reference (NCA proper, e.g.
     pytorch-metric-learning's ProxyNCALoss, keeps it in). The factor 3 is the reference's fixed scale.
-    Proxies start at N(0, 1)/8 and train at lr = --lr x --loss_proxynca_lrmulti without weight decay, also
-    inside S2SD. (The reference's forward returned an undefined name.) Every sample has a positive proxy
+    Proxies (`n_classes` x `embed_dim`) start at N(0, 1)/8 and train at `lr` without weight decay, also inside
+    S2SD; the CLI sets lr = --lr x --loss_proxynca_lrmulti (the default, 5e-4, is the reference's 1e-5 x 50). (The reference's forward returned an undefined name.) Every sample has a positive proxy
     and C - 1 negatives, so no batch is degenerate; `last_tuple_count` is the batch size.
     """
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.proxies = nn.Parameter(torch.randn(opt.n_classes, self.embed_dim) / 8.0)
-        self.lr = opt.lr * opt.loss_proxynca_lrmulti
+    FLAGS = (flag("--loss_proxynca_lrmulti", param="lr", default=50, type=float, convert=times_lr),)
+
+    def __init__(self, n_classes: int, embed_dim: int, lr: float = 5e-4):
+        super().__init__()
+        self.proxies = nn.Parameter(torch.randn(n_classes, embed_dim) / 8.0)
+        self.lr = lr
 
     def param_groups(self):
-        return [{"params": [self.proxies], "lr": self.lr, "weight_decay": 0.0, "name": "proxynca_proxies"}]
+        return own_group("proxynca_proxies", self.proxies, self.lr)
 
     def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
         cos = F.normalize(batch, dim=1) @ F.normalize(self.proxies, dim=1).T

@@ -5,18 +5,20 @@ from __future__ import annotations
 import torch
 
 from criteria import REGISTRY
-from criteria.base import Criterion
-from criteria.distances import euclidean
+from criteria.base import TupleLoss
 from criteria.functional import mean_over
+from utilities.flags import flag
+from utilities.geometry import euclidean
 
 
 @REGISTRY.register("quadruplet")
-class QuadrupletLoss(Criterion):
+class QuadrupletLoss(TupleLoss):
     """For mined triplets (a, p, n) and a fourth sample n' whose class differs from both a's and n's:
 
         L = mean_T relu(d_ap - d_an + alpha_1) + mean_T' relu(d_ap - d_nn' + alpha_2)
 
-    with Euclidean d, alpha_1 = --loss_quadruplet_margin_alpha_1, alpha_2 = --loss_quadruplet_margin_alpha_2.
+    with Euclidean d, alpha_1 = `alpha_1` (--loss_quadruplet_margin_alpha_1), alpha_2 = `alpha_2`
+    (--loss_quadruplet_margin_alpha_2).
     n' is uniform over the batch samples of a third class; T' are the triplets for which one exists (the
     second term is 0 when the batch holds only two classes).
 
@@ -25,12 +27,15 @@ class QuadrupletLoss(Criterion):
     No triplet: 0 with zero gradient.
     """
 
-    REQUIRES_BATCHMINER = True
+    FLAGS = (
+        flag("--loss_quadruplet_margin_alpha_1", param="alpha_1", default=0.2, type=float),
+        flag("--loss_quadruplet_margin_alpha_2", param="alpha_2", default=0.2, type=float),
+    )
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.alpha_1 = opt.loss_quadruplet_margin_alpha_1
-        self.alpha_2 = opt.loss_quadruplet_margin_alpha_2
+    def __init__(self, alpha_1: float = 0.2, alpha_2: float = 0.2, batchminer=None):
+        super().__init__(batchminer)
+        self.alpha_1 = alpha_1
+        self.alpha_2 = alpha_2
 
     @property
     def mining_margin(self):
@@ -44,11 +49,7 @@ class QuadrupletLoss(Criterion):
         noise = torch.rand(third.shape, device=labels.device).masked_fill(~third, -1.0)
         return noise.argmax(1), third.any(1)
 
-    def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        triplets = self.batchminer(batch.detach(), labels)
-        self.record(len(triplets))
-        if len(triplets) == 0:
-            return self.zero_loss(batch)
+    def tuple_loss(self, batch: torch.Tensor, labels: torch.Tensor, triplets: torch.Tensor) -> torch.Tensor:
         fourth, has_fourth = self.fourth_samples(labels, triplets)
         a, p, n = triplets.unbind(1)
         dist = euclidean(batch)

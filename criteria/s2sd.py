@@ -4,23 +4,27 @@ A criterion that wraps a source criterion. During training only, it adds target 
 features, each trained with its own DML loss, and distills their batch similarity structure into the base
 embedding. Test-time cost is unchanged: the branches are never evaluated.
 
-Notation: x = base embeddings (B x D), g = backbone features (B x F), T = --loss_s2sd_T,
-w = --loss_s2sd_w, w_f = --loss_s2sd_feat_w, sim(u) = u_hat u_hat^T with u_hat = u / ||u||_2 (cosine).
+Notation: x = base embeddings (B x D), g = backbone features (B x F), T = `T` (--loss_s2sd_T),
+w = `w` (--loss_s2sd_w), w_f = `feat_w` (--loss_s2sd_feat_w), sim(u) = u_hat u_hat^T with u_hat = u / ||u||_2.
 
     z_i   = normalise(MLP_i(g)),  MLP_i = Linear(F, t_i) -> ReLU -> Linear(t_i, t_i)
     KL(A || B) = T^2 / B * sum_rows sum_cols softmax(A/T) * (log softmax(A/T) - log softmax(B/T))
     L     = (L_src(x) + mean_i L_tgt,i(z_i)) / 2 + w * mean_i KL(sim(z_i).detach() || sim(x))
-          + [iteration >= delay] * w_f * KL(sim(g).detach() || sim(x))        (with --loss_s2sd_feat_distill)
+          + [iteration >= delay] * w_f * KL(sim(g).detach() || sim(x))        (with `feat_distill`)
 
 The targets are the teachers: their similarities are detached, so the KL terms move the base embedding
 (and through it the backbone), never the target branches. g is not detached for the branches, so their
-losses train the backbone too. With --loss_s2sd_pool_aggr the branches read GAP + GMP of the feature map.
+losses train the backbone too. With `pool_aggr` the branches read GAP + GMP of the feature map.
+
+In your own loop (docs/python_api.md): `S2SD(feature_dim=F)` is the reference's default (multisimilarity
+source and targets, target widths 512, 1024, 1536, 2048), and `loss = s2sd(embeds, labels, features=pooled)`;
+add `s2sd.param_groups()` to the optimizer, which holds the target heads and the sub-losses' own parameters.
 
 Where this differs from the reference code (REFERENCE.md §2.17, §6) and why:
 * the source criterion sees the embedding exactly as the backbone emits it (the reference re-normalised
   it, so an arch without `normalize` trained on one geometry and was evaluated on another); the
   similarity matrices are cosine in both versions;
-* F comes from the backbone (`opt.feature_dim`), not a hard-coded 2048/1024;
+* F comes from the backbone (`feature_dim`), not a hard-coded 2048/1024;
 * each sub-criterion's parameters keep their own optimizer group and lr (margin beta at its beta lr ...);
 * the target branches get the network's weight decay (the reference gave them none);
 * the iteration counter is a buffer, so checkpoints carry it and a resumed run keeps the delay;
@@ -31,14 +35,20 @@ Where this differs from the reference code (REFERENCE.md §2.17, §6) and why:
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from criteria import REGISTRY
+from criteria import REGISTRY, from_opt
 from criteria.base import Criterion
+from criteria.multisimilarity import MultiSimilarityLoss
+from utilities.flags import flag, reads
+
+#: A criterion, or what builds one: S2SD's `source` may be a zero-argument factory, `target` one of the width.
+SourceCriterion = Union[Criterion, Callable[[], Criterion]]
+TargetCriteria = Union[Callable[[int], Criterion], Sequence[Criterion]]
 
 
 def cosine_similarity_matrix(x: torch.Tensor) -> torch.Tensor:
@@ -56,30 +66,87 @@ def similarity_kl(teacher_sim: torch.Tensor, student_sim: torch.Tensor, temperat
 
 @REGISTRY.register("s2sd")
 class S2SD(Criterion):
-    """The S2SD criterion; see the module docstring for the formula."""
+    """The S2SD criterion; see the module docstring for the formula.
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, None, embed_dim)
-        from criteria import select
+    * `source`: the criterion of the base embedding, or a zero-argument factory of it (called after the
+      target heads are built, which is the order the CLI draws random numbers in); default multisimilarity;
+    * `target`: a factory `width -> criterion`, called once per entry of `target_dims`, or a list with one
+      criterion per entry; default multisimilarity;
+    * `feature_dim`: F, the width of the backbone features the heads read;
+    * `target_dims`, `T`, `w`, `feat_distill`, `feat_w`, `feat_distill_delay`, `pool_aggr`: as the
+      --loss_s2sd_* flags; `head_lr`, `head_weight_decay`: the optimizer group of the target heads (the CLI
+      passes --lr and --decay).
+    """
 
-        self.temperature = opt.loss_s2sd_T
-        self.w = opt.loss_s2sd_w
-        self.feat_w = opt.loss_s2sd_feat_w
-        self.pool_aggr = opt.loss_s2sd_pool_aggr
-        self.feat_distill = opt.loss_s2sd_feat_distill
-        self.feat_distill_delay = opt.loss_s2sd_feat_distill_delay
-        self.head_lr = opt.lr
-        self.head_decay = opt.decay
-        feature_dim = opt.feature_dim
+    FLAGS = (
+        flag("--loss_s2sd_source", "--loss_distill_source", param=None, default="multisimilarity", type=str,
+             help="Criterion of the base (source) embedding."),
+        flag("--loss_s2sd_target", "--loss_distill_target", param=None, default="multisimilarity", type=str,
+             help="Criterion of every target branch."),
+        flag("--loss_s2sd_T", "--loss_distill_T", param="T", default=1.0, type=float,
+             help="Temperature of the similarity distillation."),
+        flag("--loss_s2sd_w", "--loss_distill_w", param="w", default=50.0, type=float,
+             help="Weight of the mean KL similarity distillation."),
+        flag("--loss_s2sd_pool_aggr", param="pool_aggr", action="store_true",
+             help="Target branches read global average + global max pooled features."),
+        flag("--loss_s2sd_target_dims", "--loss_distill_net_dims", param="target_dims",
+             default=[512, 1024, 1536, 2048], nargs="+", type=int, convert=lambda dims, opt: tuple(dims),
+             help="Width of each target branch."),
+        flag("--loss_s2sd_feat_distill", "--loss_distill_match_feats", param="feat_distill", action="store_true",
+             help="Also distill the backbone feature similarities."),
+        flag("--loss_s2sd_feat_w", "--loss_distill_feat_w", "--loss_s2sd_feat_distill_w", param="feat_w",
+             default=50.0, type=float, help="Weight of the feature distillation."),
+        flag("--loss_s2sd_feat_distill_delay", "--loss_distill_max_feat_iter", param="feat_distill_delay",
+             default=1000, type=int, help="Training iterations before feature distillation starts."),
+        reads("lr", "head_lr"),
+        reads("decay", "head_weight_decay"),
+    )
+
+    def __init__(self, source: Optional[SourceCriterion] = None, target: Optional[TargetCriteria] = None, *,
+                 feature_dim: int, target_dims: Sequence[int] = (512, 1024, 1536, 2048), T: float = 1.0,
+                 w: float = 50.0, feat_distill: bool = False, feat_w: float = 50.0, feat_distill_delay: int = 1000,
+                 pool_aggr: bool = False, head_lr: float = 0.00001, head_weight_decay: float = 0.0004):
+        super().__init__()
+        self.target_dims = tuple(target_dims)
+        self.temperature = T
+        self.w = w
+        self.feat_w = feat_w
+        self.pool_aggr = pool_aggr
+        self.feat_distill = feat_distill
+        self.feat_distill_delay = feat_distill_delay
+        self.head_lr = head_lr
+        self.head_decay = head_weight_decay
         self.target_nets = nn.ModuleList(
-            nn.Sequential(nn.Linear(feature_dim, t), nn.ReLU(), nn.Linear(t, t)) for t in opt.loss_s2sd_target_dims
+            nn.Sequential(nn.Linear(feature_dim, t), nn.ReLU(), nn.Linear(t, t)) for t in self.target_dims
         )
-        self.target_criteria = nn.ModuleList(
-            select(opt.loss_s2sd_target, opt, embed_dim=t) for t in opt.loss_s2sd_target_dims
-        )
-        self.source_criterion = select(opt.loss_s2sd_source, opt, embed_dim=self.embed_dim)
+        if target is None:
+            target = lambda width: MultiSimilarityLoss()  # noqa: E731
+        targets = [target(t) for t in self.target_dims] if callable(target) else list(target)
+        if len(targets) != len(self.target_dims):
+            raise ValueError(f"S2SD: {len(targets)} target criteria for {len(self.target_dims)} target_dims")
+        self.target_criteria = nn.ModuleList(targets)
+        if source is None:
+            source = MultiSimilarityLoss
+        self.source_criterion = source if isinstance(source, nn.Module) else source()
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.last_terms: Dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def options_from(cls, opt, *, n_classes=None, embed_dim=None, feature_dim=None) -> dict:
+        """The flags, with the source and target criteria built from --loss_s2sd_source / --loss_s2sd_target
+        (the target ones at their branch width)."""
+        def build(name: str, width: int) -> Criterion:
+            return from_opt(name, opt, n_classes=n_classes, embed_dim=width, feature_dim=feature_dim)
+
+        return {**super().options_from(opt), "source": lambda: build(opt.loss_s2sd_source, embed_dim),
+                "target": lambda width: build(opt.loss_s2sd_target, width)}
+
+    def describe(self) -> str:
+        return (f"S2SD (source {self.source_criterion.name}, target {self.target_criteria[0].name} x "
+                f"{list(self.target_dims)})")
+
+    def miner_names(self) -> List[str]:
+        return [name for c in (self.source_criterion, *self.target_criteria) for name in c.miner_names()]
 
     def param_groups(self) -> List[dict]:
         groups = [{"params": list(self.target_nets.parameters()), "lr": self.head_lr,
@@ -88,13 +155,28 @@ class S2SD(Criterion):
             groups.extend(criterion.param_groups())
         return groups
 
-    def branch_input(self, avg_batch_features: torch.Tensor, batch_features: torch.Tensor) -> torch.Tensor:
+    def branch_input(self, avg_batch_features: Optional[torch.Tensor], batch_features: Optional[torch.Tensor]):
+        """g: the pooled features, or GAP + GMP of the feature map with `pool_aggr`."""
         if self.pool_aggr:
+            if batch_features is None:
+                raise ValueError("S2SD(pool_aggr=True) reads the feature map: pass features of shape B x F x h x w")
             return (F.adaptive_avg_pool2d(batch_features, 1) + F.adaptive_max_pool2d(batch_features, 1)).flatten(1)
+        if avg_batch_features is None:
+            if batch_features is None:
+                raise ValueError("S2SD needs the backbone features: s2sd(embeds, labels, features=pooled)")
+            return F.adaptive_avg_pool2d(batch_features, 1).flatten(1)
         return avg_batch_features
 
-    def forward(self, batch: torch.Tensor, labels: torch.Tensor, avg_batch_features: torch.Tensor = None,
-                batch_features: torch.Tensor = None, **kwargs) -> torch.Tensor:
+    def forward(self, batch: torch.Tensor, labels: torch.Tensor, features: Optional[torch.Tensor] = None, *,
+                avg_batch_features: Optional[torch.Tensor] = None, batch_features: Optional[torch.Tensor] = None,
+                **kwargs) -> torch.Tensor:
+        """`features`: the backbone's pooled features (B x F) or its feature map (B x F x h x w); the training
+        loop passes them as `avg_batch_features` and `batch_features` (the reference's names)."""
+        if features is not None:
+            if features.dim() == 4:
+                batch_features = features
+            else:
+                avg_batch_features = features
         source_loss = self.source_criterion(batch, labels, **kwargs)
         source_sim = cosine_similarity_matrix(batch)
         g = self.branch_input(avg_batch_features, batch_features)

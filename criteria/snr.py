@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from criteria import REGISTRY
-from criteria.base import Criterion
+from criteria.base import TupleLoss
+from utilities.flags import flag
 
 
 def snr_distance(anchor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -13,36 +14,41 @@ def snr_distance(anchor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return (anchor - other).var(dim=1) / anchor.var(dim=1)
 
 
+def reference_reg_lambda(reg_lambda: float, miner: str) -> float:
+    """The reference dropped the regulariser under the `distance` and `random_distance` miners."""
+    return 0.0 if miner in ("distance", "random_distance") else reg_lambda
+
+
 @REGISTRY.register("snr")
-class SNRLoss(Criterion):
+class SNRLoss(TupleLoss):
     """For mined triplets (a, p, n), with the SNR distance d_snr(a, o) = Var(x_a - x_o) / Var(x_a):
 
         L = sum relu(d_snr(a, p) - d_snr(a, n) + m) / max(1, #{terms > 0}) + lambda * mean_a |sum_k x_ak|
 
-    m = --loss_snr_margin, lambda = --loss_snr_reg_lambda (the paper's zero-mean regulariser; the mean runs
-    over the triplets' anchors). As in the reference, lambda is 0 under the `distance` and `random_distance`
-    miners, whose weighting already assumes embeddings spread over the sphere. The reference divided by the
-    number of active triplets even when it was 0 (NaN); here no active triplet gives an SNR term of 0 and
-    no triplet at all gives 0 with zero gradient. `last_tuple_count` counts active triplets.
+    m = `margin` (--loss_snr_margin), lambda = `reg_lambda` (--loss_snr_reg_lambda; the paper's zero-mean
+    regulariser, the mean runs over the triplets' anchors). As in the reference, the CLI sets lambda to 0
+    under the `distance` and `random_distance` miners, whose weighting already assumes embeddings spread over
+    the sphere (`reference_reg_lambda`); built in Python, the loss uses the lambda it is given. The reference
+    divided by the number of active triplets even when it was 0 (NaN); here no active triplet gives an SNR
+    term of 0 and no triplet at all gives 0 with zero gradient. `last_tuple_count` counts active triplets.
     """
 
-    REQUIRES_BATCHMINER = True
+    FLAGS = (
+        flag("--loss_snr_margin", param="margin", default=0.2, type=float),
+        flag("--loss_snr_reg_lambda", param="reg_lambda", default=0.005, type=float,
+             convert=lambda reg_lambda, opt: reference_reg_lambda(reg_lambda, opt.batch_mining)),
+    )
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.margin = opt.loss_snr_margin
-        no_reg = batchminer is not None and batchminer.name in ("distance", "random_distance")
-        self.reg_lambda = 0.0 if no_reg else opt.loss_snr_reg_lambda
+    def __init__(self, margin: float = 0.2, reg_lambda: float = 0.005, batchminer=None):
+        super().__init__(batchminer)
+        self.margin = margin
+        self.reg_lambda = reg_lambda
 
     @property
     def mining_margin(self):
         return self.margin
 
-    def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        triplets = self.batchminer(batch.detach(), labels)
-        if len(triplets) == 0:
-            self.record(0)
-            return self.zero_loss(batch)
+    def tuple_loss(self, batch: torch.Tensor, labels: torch.Tensor, triplets: torch.Tensor) -> torch.Tensor:
         a, p, n = self.triplet_embeddings(batch, triplets)
         terms = torch.relu(snr_distance(a, p) - snr_distance(a, n) + self.margin)
         active = (terms > 0).sum()

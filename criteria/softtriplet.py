@@ -9,12 +9,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from criteria import REGISTRY
-from criteria.base import Criterion
+from criteria.base import Criterion, own_group
+from utilities.flags import flag, times_lr
 
 
 @REGISTRY.register("softtriplet")
 class SoftTripleLoss(Criterion):
-    """K unit-norm centroids w_ck per class (K = --loss_softtriplet_n_centroids). With s_ick = x_i.w_ck on
+    """K unit-norm centroids w_ck per class (K = `n_centroids`, --loss_softtriplet_n_centroids). With s_ick = x_i.w_ck on
     the normalised embedding:
 
         q_ick  = softmax_k( s_ick / gamma )                 (soft assignment over the class's K centroids)
@@ -23,9 +24,10 @@ class SoftTripleLoss(Criterion):
         L_reg  = sum_c sum_{k < k'} sqrt(2 + 1e-5 - 2 w_ck.w_ck') / (C K (K - 1))
         L      = L_cls + tau L_reg
 
-    gamma, delta, lambda, tau = --loss_softtriplet_{gamma, margin_delta, lambda, reg_weight}; L_reg is absent
-    for K = 1. The centroids (a D x CK matrix, initialised U(-1/sqrt(CK), 1/sqrt(CK))) train at
-    lr = --lr x --loss_softtriplet_lrmulti without weight decay, also inside S2SD.
+    gamma, delta, lambda, tau = `gamma`, `margin_delta`, `lam`, `reg_weight` (--loss_softtriplet_{gamma,
+    margin_delta, lambda, reg_weight}); L_reg is absent for K = 1. The centroids (a D x CK matrix, initialised
+    U(-1/sqrt(CK), 1/sqrt(CK))) train at `lr` without weight decay, also inside S2SD; the CLI sets
+    lr = --lr x --loss_softtriplet_lrmulti.
 
     Differs from the reference code, which normalised the centroid matrix along the wrong axis and took the
     softmax over the class axis with scale gamma; this follows the paper: each centroid normalised, softmax
@@ -33,21 +35,30 @@ class SoftTripleLoss(Criterion):
     The embedding is L2-normalised as in the paper. Never degenerate; `last_tuple_count` is the batch size.
     """
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.n_classes = opt.n_classes
-        self.n_centroids = opt.loss_softtriplet_n_centroids
-        self.gamma = opt.loss_softtriplet_gamma
-        self.delta = opt.loss_softtriplet_margin_delta
-        self.lam = opt.loss_softtriplet_lambda
-        self.reg_weight = opt.loss_softtriplet_reg_weight
-        bound = 1.0 / math.sqrt(self.n_classes * self.n_centroids)
-        self.centroids = nn.Parameter(
-            torch.empty(self.embed_dim, self.n_classes * self.n_centroids).uniform_(-bound, bound))
-        self.lr = opt.lr * opt.loss_softtriplet_lrmulti
+    FLAGS = (
+        flag("--loss_softtriplet_n_centroids", param="n_centroids", default=2, type=int),
+        flag("--loss_softtriplet_margin_delta", param="margin_delta", default=0.01, type=float),
+        flag("--loss_softtriplet_gamma", param="gamma", default=0.1, type=float),
+        flag("--loss_softtriplet_lambda", param="lam", default=8, type=float),
+        flag("--loss_softtriplet_reg_weight", param="reg_weight", default=0.2, type=float),
+        flag("--loss_softtriplet_lrmulti", param="lr", default=1, type=float, convert=times_lr),
+    )
+
+    def __init__(self, n_classes: int, embed_dim: int, n_centroids: int = 2, margin_delta: float = 0.01,
+                 gamma: float = 0.1, lam: float = 8, reg_weight: float = 0.2, lr: float = 0.00001):
+        super().__init__()
+        self.n_classes = n_classes
+        self.n_centroids = n_centroids
+        self.gamma = gamma
+        self.delta = margin_delta
+        self.lam = lam
+        self.reg_weight = reg_weight
+        bound = 1.0 / math.sqrt(n_classes * n_centroids)
+        self.centroids = nn.Parameter(torch.empty(embed_dim, n_classes * n_centroids).uniform_(-bound, bound))
+        self.lr = lr
 
     def param_groups(self):
-        return [{"params": [self.centroids], "lr": self.lr, "weight_decay": 0.0, "name": "softtriplet_centroids"}]
+        return own_group("softtriplet_centroids", self.centroids, self.lr)
 
     def regulariser(self, centroids: torch.Tensor) -> torch.Tensor:
         k = self.n_centroids

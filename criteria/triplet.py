@@ -4,33 +4,28 @@ from __future__ import annotations
 import torch
 
 from criteria import REGISTRY
-from criteria.base import Criterion
+from criteria.base import TupleLoss
+from utilities.flags import flag
 
 
 @REGISTRY.register("triplet")
-class TripletLoss(Criterion):
-    """L = mean_{(a,p,n)} relu(||x_a - x_p||^2 - ||x_a - x_n||^2 + m), m = --loss_triplet_margin.
+class TripletLoss(TupleLoss):
+    """L = mean_{(a,p,n)} relu(||x_a - x_p||^2 - ||x_a - x_n||^2 + m), m = `margin` (--loss_triplet_margin).
 
     Distances are squared Euclidean, as in the reference. The loss is 0 (with zero gradient) when the
     miner returns no triplet.
     """
 
-    REQUIRES_BATCHMINER = True
+    FLAGS = (flag("--loss_triplet_margin", param="margin", default=0.2, type=float),)
 
-    def __init__(self, opt, batchminer=None, embed_dim=None):
-        super().__init__(opt, batchminer, embed_dim)
-        self.margin = opt.loss_triplet_margin
+    def __init__(self, margin: float = 0.2, batchminer=None):
+        super().__init__(batchminer)
+        self.margin = margin
 
     @property
     def mining_margin(self):
         return self.margin
 
-    def forward(self, batch: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        triplets = self.batchminer(batch.detach(), labels)
-        self.record(len(triplets))
-        if len(triplets) == 0:
-            return self.zero_loss(batch)
-        a, p, n = self.triplet_embeddings(batch, triplets)
-        d_ap = (a - p).pow(2).sum(1)
-        d_an = (a - n).pow(2).sum(1)
+    def tuple_loss(self, batch: torch.Tensor, labels: torch.Tensor, triplets: torch.Tensor) -> torch.Tensor:
+        d_ap, d_an = self.triplet_distances(batch, triplets, squared=True)
         return torch.relu(d_ap - d_an + self.margin).mean()

@@ -1,4 +1,4 @@
-"""`glyphs`: the embedded dataset of real font glyphs (datasets/glyphs_data/, built by build_glyphs.py).
+"""`glyphs`: the embedded dataset of real font glyphs (datasets/glyphs_data/, built by tools/build_glyphs.py).
 
 A class is one character, an instance is that character in one openly licensed font family; homoglyphs
 across scripts are merged or dropped. Images are grayscale 32x32, white ink on black, served as 3-channel

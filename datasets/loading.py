@@ -148,7 +148,7 @@ def store_loaders(opt, splits: dict, evaluated: dict, device: torch.device, mode
     for split, sets in evaluated.items():
         loaders[split] = {}
         for role, dataset in sets.items():
-            key = evaluation.SPLIT_KEYS[split] + ("" if role == "query" and len(sets) == 1 else f"_{role}")
+            key = split + ("" if role == "query" and len(sets) == 1 else f"_{role}")
             store = LazyStore(f"{opt.dataset}_{key}", dataset.paths, eval_spec, **common)
             loaders[split][role] = StoreEvalLoader(dataset.labels, store, batch, convention, device)
     return loaders

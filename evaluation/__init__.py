@@ -1,11 +1,12 @@
-"""Embed the evaluated splits with the model and hand the features to `metrics`.
+"""Embed the evaluated splits with the model and hand the features to `metrics`; per epoch, log the values
+and keep the best checkpoints (evaluation/epoch.py).
 
-Evaluated splits and the datasets they come from (`datasets.select` keys):
+Evaluated splits, named by their `datasets.select` keys (evaluation/splits.py):
 
-* "Test": `testing`, or `testing_query` against `testing_gallery` when the dataset has a query/gallery
-  protocol (In-Shop): queries are retrieved from the gallery only, same label = same item;
-* "Val": `validation`, or `validation_query` / `validation_gallery`;
-* "Train": `evaluation` (the training images with evaluation transforms), unless --no_train_metrics.
+* `testing`, or `testing_query` against `testing_gallery` when the dataset has a query/gallery protocol
+  (In-Shop): queries are retrieved from the gallery only, same label = same item;
+* `validation`, or `validation_query` / `validation_gallery`;
+* `evaluation` (the training images with evaluation transforms), unless --no_train_metrics.
 
 Without a gallery every sample is a query against all the others of its split.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,31 +22,31 @@ from tqdm import tqdm
 
 import metrics
 from evaluation import evaltypes as evaltype_parsing
+from evaluation.splits import EVALUATED
 from utilities.precision import Precision
-
-SPLIT_KEYS = {"Test": "testing", "Val": "validation", "Train": "evaluation"}
 
 
 def evaluated_sets(splits: Mapping, include_train: bool = True) -> Dict[str, Dict[str, object]]:
-    """{"Test": {"query": dataset[, "gallery": dataset]}, ...} for the splits present in `splits`."""
+    """{"testing": {"query": dataset[, "gallery": dataset]}, ...} for the evaluated splits present in `splits`."""
     sets = {}
-    for split, key in SPLIT_KEYS.items():
-        if split == "Train" and not include_train:
+    for key in EVALUATED:
+        if key == "evaluation" and not include_train:
             continue
         query, gallery = splits.get(f"{key}_query"), splits.get(f"{key}_gallery")
         if (query is None) != (gallery is None):
             raise ValueError(f"the dataset returned only one of {key}_query and {key}_gallery")
         if query is not None:
-            sets[split] = {"query": query, "gallery": gallery}
+            sets[key] = {"query": query, "gallery": gallery}
         elif key in splits:
-            sets[split] = {"query": splits[key]}
+            sets[key] = {"query": splits[key]}
     return sets
 
 
 @torch.inference_mode()
-def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data", precision=None,
-          on_device: bool = False) -> Tuple[Dict[str, object], np.ndarray]:
+def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data", progress: Optional[bool] = None,
+          precision=None, on_device: bool = False) -> Tuple[Dict[str, object], np.ndarray]:
     """Run the model in eval mode over `loader`; returns ({output key: N x D float32}, labels N).
+    `progress`: show a progress bar (None: only on a terminal).
 
     The backbone runs under `precision`'s autocast (utilities/precision.py; its outputs are fp32 whatever
     it is). With `on_device` the features stay on `device` as tensors (no copy, no host synchronisation
@@ -56,7 +57,7 @@ def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Dat
     model.eval()
     outputs = {key: [] for key in keys}
     labels = []
-    for batch_labels, images, _ in tqdm(loader, desc=desc, leave=False):
+    for batch_labels, images, _ in tqdm(loader, desc=desc, leave=False, disable=None if progress is None else not progress):
         with precision.autocast():
             out = model(precision.prepare_images(images.to(device, non_blocking=True)))
         for key in keys:
@@ -96,13 +97,17 @@ def embed_split(model, loaders, device, opt, desc: str, precision=None, on_devic
     return query_features, query_labels, gallery_features, gallery_labels
 
 
-def embed_and_score(model, loaders, device, opt, desc: str, precision=None):
+def embed_and_score(model, loaders, device, opt, desc: str, n_train_classes: Optional[int] = None, precision=None):
     """(metrics {evaltype: {metric: value}}, query features {evaltype: N x D}, query labels N) for one split.
-    When the metrics run on the GPU, the features never leave it."""
+
+    `n_train_classes` is the k of the clustering metrics with --kmeans_train_classes. When the metrics run on
+    the GPU, the features never leave it."""
     backend, metric_device = metric_backend(opt, device)
     query_features, query_labels, gallery_features, gallery_labels = embed_split(
         model, loaders, device, opt, desc, precision, on_device=metric_device is not None)
-    options = dict(n_clusters=opt.n_classes if opt.kmeans_train_classes else None, seed=opt.seed,
+    if opt.kmeans_train_classes and n_train_classes is None:
+        raise ValueError("--kmeans_train_classes: pass n_train_classes, the number of training classes")
+    options = dict(n_clusters=n_train_classes if opt.kmeans_train_classes else None, seed=opt.seed,
                    threads=max(1, min(opt.kernels, os.cpu_count() or 1)), backend=backend, device=metric_device)
     results = {
         name: metrics.compute_metrics(x, query_labels, opt.evaluation_metrics, gallery=gallery_features.get(name),
@@ -112,6 +117,7 @@ def embed_and_score(model, loaders, device, opt, desc: str, precision=None):
     return results, query_features, query_labels
 
 
-def evaluate_split(model, loaders, device, opt, desc: str) -> Dict[str, Dict[str, float]]:
+def evaluate_split(model, loaders, device, opt, desc: str,
+                   n_train_classes: Optional[int] = None) -> Dict[str, Dict[str, float]]:
     """{evaltype: {metric: value}} for one split, with `opt.evaluation_metrics`."""
-    return embed_and_score(model, loaders, device, opt, desc)[0]
+    return embed_and_score(model, loaders, device, opt, desc, n_train_classes)[0]

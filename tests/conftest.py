@@ -1,6 +1,8 @@
-"""Shared fixtures: parsed options with overrides, and miniature dataset trees in the real layouts."""
+"""Shared fixtures: parsed options with overrides, miniature dataset trees in the real layouts, glyph subsets,
+and the benchmark scripts as modules."""
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -10,12 +12,13 @@ from PIL import Image
 import parameters
 
 
-def make_opt(*argv: str, n_classes: int = 8, feature_dim: int = 32, **overrides):
-    """`parameters.parse(argv)` plus the runtime attributes main adds, then keyword overrides."""
+def make_opt(*argv: str, **overrides):
+    """`parameters.parse(argv)`, then flag values set by keyword (`embed_dim=8` as `--embed_dim 8`); only
+    flags: facts of the run such as n_classes are passed to what needs them, never added to `opt`."""
     opt = parameters.parse(list(argv))
-    opt.n_classes = n_classes
-    opt.feature_dim = feature_dim
     for key, value in overrides.items():
+        if not hasattr(opt, key):
+            raise AttributeError(f"make_opt: no flag sets '{key}'")
         setattr(opt, key, value)
     return opt
 
@@ -57,3 +60,30 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def glyph_subset(classes, per_class: int, offset: int = 0, train: bool = False):
+    """An ArrayDataset of `per_class` glyph images (from the `offset`-th) of each class in `classes`, relabelled
+    0..len(classes)-1, with the glyph transforms of training or evaluation."""
+    import datasets
+    from datasets import transforms
+    from datasets.base import ArrayDataset
+
+    arrays = datasets.glyphs.load_arrays()
+    images, labels = arrays["images"], arrays["labels"]
+    names = [str(n) for n in arrays["class_names"]]
+    keep = np.concatenate([np.flatnonzero(labels == c)[offset:offset + per_class] for c in classes])
+    relabelled = np.searchsorted(np.asarray(classes), labels[keep])
+    return ArrayDataset(images[keep], relabelled, [names[c] for c in classes], transforms.glyph(train))
+
+
+@pytest.fixture
+def load_benchmark():
+    """load_benchmark("criteria_speed") -> the module benchmarks/criteria_speed.py."""
+    def load(name: str):
+        path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -1,9 +1,11 @@
 """main.py end to end: the seed README command on a CUB200-layout folder, and one-line errors at run time."""
+import csv
 import json
 import os
 import shlex
 
 import pytest
+import torch
 
 import main
 from tests.conftest import write_cub_tree
@@ -36,11 +38,16 @@ def test_seed_readme_command_runs_on_cpu_with_a_gpu_flag(tmp_path, no_cached_wei
     assert run_dir == str(tmp_path / "runs" / "cub200" / "G_s0")
     assert summary["epochs"] == 1 and summary["train_seconds"] > 0
     assert set(summary["last"]) >= {"test/e_recall@1", "test/nmi", "train/e_recall@1", "train/loss"}
-    assert 0.0 <= summary["last"]["test/e_recall@1"] <= 1.0
+    recalls = [summary["last"][f"test/e_recall@{k}"] for k in (1, 2, 4, 8, 10, 100, 1000)]
+    assert recalls == sorted(recalls) and recalls[-1] == 1.0  # 112 test images: k = 1000 reaches every one
+    assert all(abs(r * 112 - round(r * 112)) < 1e-6 for r in recalls)  # a share of the 112 queries
     with open(os.path.join(run_dir, "summary.json")) as f:
         assert json.load(f) == summary
-    assert os.path.isfile(os.path.join(run_dir, "checkpoint_Test_discriminative_e_recall@1.pth.tar"))
-    assert os.path.isfile(os.path.join(run_dir, "CSV_Logs", "Data_Test_discriminative_e_recall.csv"))
+    best = torch.load(os.path.join(run_dir, "checkpoint_Test_discriminative_e_recall@1.pth.tar"), weights_only=True)
+    assert best["value"] == summary["best"]["test/e_recall@1"] and best["epoch"] == 0
+    with open(os.path.join(run_dir, "CSV_Logs", "Data_Test_discriminative_e_recall.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [float(rows[-1][f"e_recall@{k}"]) for k in (1, 2, 4, 8, 10, 100, 1000)] == recalls
     params = open(os.path.join(run_dir, "Parameter_Info.txt")).read()
     assert "loss_s2sd_feat_distill\n\tTrue" in params
     assert "Epoch 1/1 | loss" in capsys.readouterr().out
@@ -70,7 +77,7 @@ def test_device_cuda_without_cuda_is_an_error(capsys):
     assert "--device cuda: no CUDA device is available" in run_error(capsys, ["--device", "cuda"])
 
 
-def test_inshop_runs_end_to_end_with_queries_against_the_gallery(tmp_path, monkeypatch):
+def test_inshop_runs_end_to_end_with_queries_against_the_gallery(tmp_path, monkeypatch, capsys):
     from tests.datasets.trees import inshop_rows, write_inshop_tree
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -81,5 +88,9 @@ def test_inshop_runs_end_to_end_with_queries_against_the_gallery(tmp_path, monke
                          "--save_path", str(tmp_path / "runs")])
     # 3 queries, each with 2 gallery images of its item among 6: Recall@10 covers the whole gallery.
     assert summary["last"]["test/e_recall@10"] == 1.0
-    assert 0.0 <= summary["last"]["test/e_recall@1"] <= 1.0 and "train/e_recall@1" in summary["last"]
+    assert summary["last"]["test/e_recall@1"] in (0.0, 1 / 3, 2 / 3, 1.0) and "train/e_recall@1" in summary["last"]
     assert os.path.isfile(os.path.join(summary["run_dir"], "checkpoint_Test_discriminative_e_recall@1.pth.tar"))
+    out, err = capsys.readouterr()
+    # Output that is not a terminal gets no progress bars: the epoch's one line, nothing redrawn.
+    assert "\r" not in err and "it/s" not in err and "Epoch 1 Training" not in err
+    assert "Epoch 1/1 | loss " in out

@@ -10,7 +10,7 @@ import main
 import Result_Evaluations
 from tests.conftest import write_cub_tree
 from tests.test_resume import TINY
-from utilities.logger import RunLogger
+from evaluation.logger import RunLogger
 from utilities.run_folder import write_parameters
 
 
@@ -57,8 +57,8 @@ def fake_run(root, name, dataset, group, seed, recall_by_epoch, evaltype="discri
     write_parameters(run_dir, opt)
     logger = RunLogger(run_dir)
     for epoch, recall in enumerate(recall_by_epoch):
-        logger.log_group("Train", "loss", {"loss": 1.0 / (epoch + 1) + seed}, epoch)
-        logger.log_metrics("Test", {evaltype: {"e_recall@1": recall, "e_recall@2": min(1.0, recall + 0.1)}}, epoch)
+        logger.log_group("training", "loss", {"loss": 1.0 / (epoch + 1) + seed}, epoch)
+        logger.log_metrics("testing", {evaltype: {"e_recall@1": recall, "e_recall@2": min(1.0, recall + 0.1)}}, epoch)
     return run_dir
 
 

@@ -20,7 +20,7 @@ import torch
 import main
 from tests.conftest import write_cub_tree
 from utilities import resume
-from utilities.errors import UsageError
+from utilities.errors import EXIT_DIVERGED, UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset", "cub200", "--arch", "slimresnet18_normalize", "--not_pretrained", "--embed_dim", "16",
@@ -125,14 +125,14 @@ def test_resumed_options_come_from_the_run_and_only_some_may_change(tmp_path):
     saved = vars(parameters.parse(["--lr", "0.001", "--n_epochs", "5", "--seed", "7"]))
     saved["n_classes"] = 100  # runtime attributes in a saved opt are not flags
     opt = parameters.parse(["--checkpoint", "x", "--n_epochs", "9", "--kernels", "2"])
-    merged = resume.merge_options(opt, ["--checkpoint", "x", "--n_epochs", "9", "--kernels", "2"], saved)
+    merged = resume.merge_options(opt, ["--checkpoint", "x", "--n_epochs", "9", "--kernels", "2"], saved, parameters.build_parser())
     assert (merged.lr, merged.seed, merged.n_epochs, merged.kernels) == (0.001, 7, 9, 2)
     assert not hasattr(merged, "n_classes")
-    same = resume.merge_options(parameters.parse(["--lr", "0.001"]), ["--lr", "0.001"], saved)
+    same = resume.merge_options(parameters.parse(["--lr", "0.001"]), ["--lr", "0.001"], saved, parameters.build_parser())
     assert same.lr == 0.001 and same.n_epochs == 5
     argv = ["--checkpoint", "x", "--lr", "0.01", "--loss_s2sd_target_dims", "8", "16"]
     with pytest.raises(UsageError) as err:
-        resume.merge_options(parameters.parse(argv), argv, saved)
+        resume.merge_options(parameters.parse(argv), argv, saved, parameters.build_parser())
     assert str(err.value) == ("--checkpoint: a resumed run keeps its settings, and these flags differ: "
                               "--loss_s2sd_target_dims 8 16 (the run has 512 1024 1536 2048); --lr 0.01 (the run has 0.001). "
                               "Drop them, or start a new run")
@@ -193,7 +193,7 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # tqdm bars share stderr
     run_dir = str(tmp_path / "runs" / "cub200" / "nan")
     last = os.path.join(run_dir, resume.LAST_CHECKPOINT)
-    assert exit_info.value.code == 2 and len(err) == 1
+    assert exit_info.value.code == EXIT_DIVERGED == 3 and len(err) == 1
     assert err[0].startswith("main.py: error: loss became nan at epoch 2, step 1 (source ")
     assert err[0].endswith(f"; stopped, the last good checkpoint is {last}")
     assert "kl " in err[0] and "feat_kl " in err[0]

@@ -6,6 +6,8 @@ import tempfile
 
 import torch
 
+from utilities.errors import UsageError
+
 
 def save_atomic(state: dict, path: str) -> None:
     """torch.save to a temporary file next to `path`, then os.replace: a kill mid-write keeps the old file."""
@@ -23,6 +25,10 @@ def save_atomic(state: dict, path: str) -> None:
         raise
 
 
-def best_checkpoint_name(split: str, evaltype: str, metric: str) -> str:
-    """The reference's file name: checkpoint_<Split>_<evaltype>_<metric>.pth.tar."""
-    return f"checkpoint_{split}_{evaltype}_{metric}.pth.tar"
+def load_cpu(path: str):
+    """torch.load on the CPU, tensors and plain values only (no code is unpickled); a file that cannot be
+    read is a UsageError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise UsageError(f"--checkpoint {path}: cannot read it ({type(err).__name__}: {str(err).splitlines()[0]})") from None

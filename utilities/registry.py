@@ -1,8 +1,9 @@
 """Name -> object registries, one per package (criteria, batch miners, backbones, datasets, metrics)."""
 from __future__ import annotations
 
-from typing import Callable, Dict, TypeVar
+from typing import Callable, Dict, Iterable, Optional, TypeVar
 
+from utilities import flags as flag_tools
 from utilities.errors import UsageError
 
 T = TypeVar("T")
@@ -35,3 +36,22 @@ class Registry(Dict[str, T]):
                 f"{self.flag}: unknown {self.kind} '{name}'; choose one of: {', '.join(sorted(self))}"
             )
         return self[name]
+
+
+class ComponentRegistry(Registry[type]):
+    """A registry of classes configured by flags declared next to them (`FLAGS`, utilities/flags.py): the
+    losses and the miners. Registering stamps the class with its registry `name`."""
+
+    def register(self, name: str) -> Callable[[type], type]:
+        add = super().register(name)
+
+        def stamp(cls: type) -> type:
+            cls.name = name
+            return add(cls)
+
+        return stamp
+
+    def add_flags(self, group, names: Optional[Iterable[str]] = None) -> None:
+        """Add the flags of the classes `names` (default: all, in registration order) to an argparse group."""
+        names = list(self) if names is None else names
+        flag_tools.add_flags(group, [f for name in names for f in self[name].FLAGS])

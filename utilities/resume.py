@@ -37,6 +37,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from utilities.checkpoint import load_cpu
 from utilities.errors import UsageError
 
 LAST_CHECKPOINT = "checkpoint_last.pth.tar"
@@ -72,21 +73,15 @@ def locate(path: str) -> str:
 
 def load(path: str) -> dict:
     """Load a resumable checkpoint on the CPU (tensors and plain values only: no code is unpickled)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise UsageError(f"--checkpoint {path}: cannot read it ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    state = load_cpu(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT or "optimizer" not in state:
         raise UsageError(f"--checkpoint {path}: not a resumable checkpoint (best-metric checkpoints hold the model only); "
                          f"pass the run folder or its {LAST_CHECKPOINT}")
     return state
 
 
-def given_flags(argv: Optional[Sequence[str]]) -> set:
-    """The option names (dests) that `argv` sets explicitly, defaults aside."""
-    import parameters
-
-    parser = parameters.build_parser()
+def given_flags(argv: Optional[Sequence[str]], parser: argparse.ArgumentParser) -> set:
+    """The option names (dests) that `argv` sets explicitly, defaults aside; `parser` is the CLI's, changed here."""
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     return set(vars(parser.parse_args(argv)))
@@ -96,9 +91,11 @@ def _show(value) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def merge_options(opt: argparse.Namespace, argv: Optional[Sequence[str]], saved: dict) -> argparse.Namespace:
-    """The run's saved options, with the `CHANGEABLE` flags that `argv` gives; other differing flags are refused."""
-    given = given_flags(argv)
+def merge_options(opt: argparse.Namespace, argv: Optional[Sequence[str]], saved: dict,
+                  parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The run's saved options, with the `CHANGEABLE` flags that `argv` gives; other differing flags are refused.
+    `parser` is a fresh parser of the CLI (parameters.build_parser())."""
+    given = given_flags(argv, parser)
     current = vars(opt)
     conflicts = [f"--{k} {_show(current[k])} (the run has {_show(saved[k])})"
                  for k in sorted(given) if k not in CHANGEABLE and k in saved and current[k] != saved[k]]
@@ -110,11 +107,12 @@ def merge_options(opt: argparse.Namespace, argv: Optional[Sequence[str]], saved:
     return argparse.Namespace(**merged)
 
 
-def prepare(opt: argparse.Namespace, argv: Optional[Sequence[str]]) -> Resumed:
-    """Find and load the checkpoint `--checkpoint` names, and merge its options with the command line's."""
+def prepare(opt: argparse.Namespace, argv: Optional[Sequence[str]], parser: argparse.ArgumentParser) -> Resumed:
+    """Find and load the checkpoint `--checkpoint` names, and merge its options with the command line's
+    (`parser`: a fresh parser of the CLI, parameters.build_parser())."""
     path = locate(opt.checkpoint)
     state = load(path)
-    merged = merge_options(opt, argv, state["opt"])
+    merged = merge_options(opt, argv, state["opt"], parser)
     merged.checkpoint = opt.checkpoint
     return Resumed(run_dir=os.path.dirname(os.path.abspath(path)), opt=merged, state=state, path=path)
 

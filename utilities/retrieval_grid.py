@@ -4,7 +4,7 @@ One row per query: the query (framed blue), then its k nearest other test images
 between embeddings (the ranking `e_recall@k` uses), each framed green when it has the query's class and red
 otherwise. The queries are the same in every epoch (drawn once from --seed), so the grids of successive
 epochs show how retrieval improves. Composed with PIL, no plotting library: a few milliseconds plus reading
-the images.
+the images. `compose` draws any such rows; search.py --grid draws its queries with it.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from PIL import Image, ImageDraw, ImageOps
 QUERY = (30, 90, 220)
 RIGHT = (0, 170, 60)
 WRONG = (220, 30, 30)
+#: a neighbour whose class is unknown (search.py on an unlabelled index)
+UNKNOWN = (150, 150, 150)
 BACKGROUND = (255, 255, 255)
 
 
@@ -76,21 +78,29 @@ def draw(path: str, dataset, features: np.ndarray, labels: np.ndarray, queries: 
     """Write the grid of `queries` to the PNG `path`; returns the neighbour indices drawn (queries x k)."""
     queries = np.asarray(queries)
     neighbours = top_k(features, queries, k)
-    rows, cols = len(queries), 1 + neighbours.shape[1]
-    canvas = Image.new("RGB", layout.size(rows, cols), BACKGROUND)
+    rows = [(dataset.load(int(query)), [(dataset.load(int(item)), RIGHT if labels[item] == labels[query] else WRONG)
+                                        for item in neighbours[r]])
+            for r, query in enumerate(queries)]
+    compose(path, rows, title, layout)
+    return neighbours
+
+
+def compose(path: str, rows, title: str, layout: Layout = Layout()) -> None:
+    """Write the PNG `path`: one row per (query image, [(neighbour image, frame colour), ...]); images are
+    PIL images or C x H x W uint8 tensors, the query framed QUERY. Written atomically."""
+    cols = 1 + max(len(neighbours) for _, neighbours in rows)
+    canvas = Image.new("RGB", layout.size(len(rows), cols), BACKGROUND)
     pen = ImageDraw.Draw(canvas)
     pen.text((layout.gap, 4), title, fill=(0, 0, 0))
     pen.text((layout.left(0), layout.header - 13), "query", fill=QUERY)
     for c in range(1, cols):
         pen.text((layout.left(c), layout.header - 13), f"#{c}", fill=(0, 0, 0))
-    for r, query in enumerate(queries):
-        for c, item in enumerate([query, *neighbours[r]]):
-            colour = QUERY if c == 0 else (RIGHT if labels[item] == labels[query] else WRONG)
+    for r, (query, neighbours) in enumerate(rows):
+        for c, (raw, colour) in enumerate([(query, QUERY), *neighbours]):
             x, y = layout.left(c), layout.top(r)
             pen.rectangle([x, y, x + layout.panel - 1, y + layout.panel - 1], fill=colour)
-            canvas.paste(thumbnail(dataset.load(int(item)), layout.thumb), (x + layout.frame, y + layout.frame))
+            canvas.paste(thumbnail(raw, layout.thumb), (x + layout.frame, y + layout.frame))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp.png"
     canvas.save(tmp, format="PNG")
     os.replace(tmp, path)
-    return neighbours

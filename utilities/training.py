@@ -7,15 +7,11 @@ from typing import Dict, List, Optional
 import torch
 from tqdm import tqdm
 
-from utilities.errors import UsageError
+from utilities.errors import TrainingDiverged
 from utilities.precision import Precision
 
 #: On CUDA the loss is read (a host synchronisation) every this many steps and at the end of the epoch.
 CUDA_CHECK_EVERY = 25
-
-
-class TrainingDiverged(UsageError):
-    """The loss became NaN or infinite; the message names the step and the loss terms."""
 
 
 class DivergenceMonitor:
@@ -66,7 +62,7 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int, pre
     term_sums: Dict[str, torch.Tensor] = {}
     degenerate = torch.zeros((), dtype=torch.long, device=device)
     monitor = DivergenceMonitor(device)
-    bar = tqdm(loader, desc=f"Epoch {epoch + 1} Training", leave=False)
+    bar = tqdm(loader, desc=f"Epoch {epoch + 1} Training", leave=False, disable=None)  # a bar only on a terminal
     for labels, images, _ in bar:
         images = precision.prepare_images(images.to(device, non_blocking=True))
         labels = labels.to(device, non_blocking=True)

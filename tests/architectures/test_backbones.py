@@ -58,8 +58,7 @@ def test_s2sd_sizes_its_heads_from_the_backbone(opt_factory):
     for arch, feature_dim in (("efficientnet_lite0_normalize", 1280), ("timm_normalize:resnet18", 512)):
         opt = opt_factory("--not_pretrained", "--loss", "s2sd", "--loss_s2sd_target_dims", "32", "48")
         model = architectures.select(arch, opt)
-        opt.feature_dim = model.feature_dim
-        criterion = criteria.select("s2sd", opt)
+        criterion = criteria.select("s2sd", opt, n_classes=2, feature_dim=model.feature_dim)
         assert [net[0].in_features for net in criterion.target_nets] == [feature_dim, feature_dim]
         out = model(torch.randn(4, 3, 64, 64))
         loss = criterion(out["embeds"], torch.tensor([0, 0, 1, 1]), avg_batch_features=out["avg_features"],

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import batchminer
-from criteria.distances import euclidean
+from utilities.geometry import euclidean
 
 TRIPLET_MINERS = ["random", "semihard", "softhard", "distance", "rho_distance"]
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import batchminer
 from batchminer.base import LiftedTuples, NPairTuples
 from batchminer.distance import distance_log_weights
-from criteria.distances import euclidean
+from utilities.geometry import euclidean
 from tests.batchminer.test_miners import assert_valid, batch
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -63,7 +63,7 @@ def test_epshn_negative_is_semihard_relative_to_the_easy_positive(opt_factory):
         torch.manual_seed(seed)
         assert miner(x, labels)[0].tolist() == [0, 1, 4]
     opt = opt_factory("--loss", "margin", "--batch_mining", "epshn", "--loss_margin_margin", "0.05")
-    assert criteria.select("margin", opt).batchminer.margin == 0.05
+    assert criteria.select("margin", opt, n_classes=8).batchminer.margin == 0.05
 
 
 def test_epdn_draws_negatives_with_the_distance_weights(opt_factory):

@@ -38,8 +38,8 @@ def assert_same_loss_and_gradient(ours, theirs, tensors):
         torch.testing.assert_close(g_ours, g_theirs, **TOL)
 
 
-def ours(name, opt, miner=None):
-    return criteria.select(name, opt, batchminer=miner).double()
+def ours(name, opt, miner=None, n_classes=None):
+    return criteria.select(name, opt, batchminer=miner, n_classes=n_classes).double()
 
 
 def _copy(dst, src):
@@ -93,9 +93,9 @@ def test_contrastive_equals_pml(opt_factory):
 def test_margin_equals_pml_including_beta(opt_factory, nu):
     u, labels = inputs(seed=3)
     x = F.normalize(u, dim=1)
-    opt = opt_factory("--loss_margin_beta", "1.0", "--loss_margin_nu", str(nu), n_classes=C)
+    opt = opt_factory("--loss_margin_beta", "1.0", "--loss_margin_nu", str(nu))
     triplets = mined_triplets(opt, x, labels, "distance")
-    criterion = ours("margin", opt, ref.FixedMiner(triplets))
+    criterion = ours("margin", opt, ref.FixedMiner(triplets), n_classes=C)
     _copy(criterion.beta, torch.linspace(0.8, 1.2, C))
     pml = pml_losses.MarginLoss(margin=0.2, nu=nu, beta=1.0, learn_beta=True, num_classes=C).double()
     _copy(pml.beta, criterion.beta)
@@ -110,7 +110,7 @@ def test_proxynca_leaves_the_positive_proxy_out_of_the_denominator(opt_factory):
     l_i + log(1 - e^{-l_i}). The scale 3 on both sides maps to PML's softmax_scale 9."""
     u, labels = inputs(seed=4)
     x = F.normalize(u, dim=1)
-    criterion = ours("proxynca", opt_factory(n_classes=C, embed_dim=D))
+    criterion = ours("proxynca", opt_factory(embed_dim=D), n_classes=C)
     pml = pml_losses.ProxyNCALoss(num_classes=C, embedding_size=D, softmax_scale=9.0).double()
     _copy(pml.proxies, criterion.proxies)
     per_sample = pml.compute_loss(x, labels, None, x, labels)["loss"]["losses"]
@@ -126,7 +126,7 @@ def test_proxynca_leaves_the_positive_proxy_out_of_the_denominator(opt_factory):
 def test_normsoftmax_equals_pml(opt_factory):
     u, labels = inputs(seed=5)
     x = F.normalize(u, dim=1)
-    criterion = ours("softmax", opt_factory("--loss_softmax_temperature", "0.1", n_classes=C, embed_dim=D))
+    criterion = ours("softmax", opt_factory("--loss_softmax_temperature", "0.1", embed_dim=D), n_classes=C)
     pml = pml_losses.NormalizedSoftmaxLoss(num_classes=C, embedding_size=D, temperature=0.1).double()
     _copy(pml.W, criterion.class_weights.T)
     loss, theirs = criterion(x, labels), pml(x, labels)
@@ -140,8 +140,8 @@ def test_arcface_equals_pml(opt_factory, margin):
     u, labels = inputs(seed=6)
     x = F.normalize(u, dim=1)
     opt = opt_factory("--loss_arcface_angular_margin", str(margin), "--loss_arcface_feature_scale", "16",
-                      n_classes=C, embed_dim=D)
-    criterion = ours("arcface", opt)
+                      embed_dim=D)
+    criterion = ours("arcface", opt, n_classes=C)
     pml = pml_losses.ArcFaceLoss(num_classes=C, embedding_size=D, margin=math.degrees(margin), scale=16).double()
     _copy(pml.W, criterion.class_weights.T)
     loss, theirs = criterion(x, labels), pml(x, labels)
@@ -158,8 +158,8 @@ def test_softtriple_equals_pml_without_the_regulariser(opt_factory, k):
     x = F.normalize(u, dim=1)
     opt = opt_factory("--loss_softtriplet_n_centroids", str(k), "--loss_softtriplet_reg_weight", "0",
                       "--loss_softtriplet_gamma", "0.1", "--loss_softtriplet_lambda", "8",
-                      "--loss_softtriplet_margin_delta", "0.01", n_classes=C, embed_dim=D)
-    criterion = ours("softtriplet", opt)
+                      "--loss_softtriplet_margin_delta", "0.01", embed_dim=D)
+    criterion = ours("softtriplet", opt, n_classes=C)
     pml = pml_losses.SoftTripleLoss(num_classes=C, embedding_size=D, centers_per_class=k, la=8, gamma=0.1,
                                     margin=0.01).double()
     _copy(pml.fc, criterion.centroids)
@@ -242,8 +242,8 @@ def test_proxyanchor_equals_pml(opt_factory, labels):
     u, default_labels = inputs(per_class=2, n_classes=6, seed=13)
     labels = default_labels if labels is None else torch.tensor(labels)
     x = F.normalize(u, dim=1)
-    opt = opt_factory("--loss_proxyanchor_alpha", "32", "--loss_proxyanchor_delta", "0.1", n_classes=6, embed_dim=D)
-    criterion = ours("proxyanchor", opt)
+    opt = opt_factory("--loss_proxyanchor_alpha", "32", "--loss_proxyanchor_delta", "0.1", embed_dim=D)
+    criterion = ours("proxyanchor", opt, n_classes=6)
     pml = pml_losses.ProxyAnchorLoss(num_classes=6, embedding_size=D, margin=0.1, alpha=32).double()
     _copy(pml.proxies, criterion.proxies)
     loss, theirs = criterion(x, labels), pml(x, labels)

@@ -29,7 +29,7 @@ def loss_miner_pairs():
 
 def build(opt_factory, name, miner):
     flags = ["--loss", name] + (["--batch_mining", miner] if miner else [])
-    return criteria.select(name, opt_factory(*flags, n_classes=8, embed_dim=D))
+    return criteria.select(name, opt_factory(*flags, embed_dim=D), n_classes=8)
 
 
 def run(criterion, labels, seed=0):
@@ -69,7 +69,7 @@ def empty_miner(name):
 
 @pytest.mark.parametrize("name", [n for n in LOSSES if criteria.REGISTRY[n].REQUIRES_BATCHMINER])
 def test_a_miner_that_finds_nothing_gives_zero(opt_factory, name):
-    criterion = criteria.select(name, opt_factory(n_classes=8, embed_dim=D), batchminer=empty_miner(name))
+    criterion = criteria.select(name, opt_factory(embed_dim=D), batchminer=empty_miner(name), n_classes=8)
     loss, grad = run(criterion, [0, 0, 1, 1, 2, 2])
     assert loss.item() == 0.0 and torch.count_nonzero(grad) == 0 and int(criterion.last_tuple_count) == 0
 
@@ -114,8 +114,8 @@ def test_the_training_loop_counts_degenerate_steps(opt_factory, name):
 def test_s2sd_step_is_degenerate_when_any_branch_is(opt_factory):
     """softmax (the source) is never degenerate, multisimilarity (the targets) is on singleton classes."""
     opt = opt_factory("--loss", "s2sd", "--loss_s2sd_source", "softmax", "--loss_s2sd_target", "multisimilarity",
-                      "--loss_s2sd_target_dims", "6", "10", n_classes=8, feature_dim=4, embed_dim=D)
-    s2sd = criteria.select("s2sd", opt)
+                      "--loss_s2sd_target_dims", "6", "10", embed_dim=D)
+    s2sd = criteria.select("s2sd", opt, n_classes=8, feature_dim=4)
     assert degenerate_steps(s2sd, [SINGLETONS, [0, 0, 1, 1, 2, 2], SINGLETONS]) == 2
     feats = torch.randn(6, 4)
     s2sd(F.normalize(torch.randn(6, D), dim=1), torch.tensor(SINGLETONS), avg_batch_features=feats)

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import batchminer
 import criteria
 from batchminer.base import LiftedTuples, NPairTuples
 from tests.criteria import reference as ref
@@ -42,8 +43,8 @@ def npair_tuples(labels, seed=0):
     return (anchors, positives, negatives), NPairTuples(torch.tensor(anchors), torch.tensor(positives), mask)
 
 
-def select(name, opt, miner=None):
-    return criteria.select(name, opt, batchminer=miner).double()
+def select(name, opt, miner=None, n_classes=None):
+    return criteria.select(name, opt, batchminer=miner, n_classes=n_classes).double()
 
 
 @pytest.mark.parametrize("seed,unnormalised", [(0, False), (1, True)])
@@ -101,17 +102,17 @@ def test_lifted(opt_factory, seed, per_class):
 def test_snr(opt_factory, seed, reg):
     x, labels = batch(seed=seed)
     triplets = ref.all_triplets(labels)[::2]
-    opt = opt_factory("--loss_snr_margin", "0.3", "--loss_snr_reg_lambda", str(reg))
+    opt = opt_factory("--loss_snr_margin", "0.3", "--loss_snr_reg_lambda", str(reg), "--batch_mining", "random")
     loss = select("snr", opt, ref.FixedMiner(triplets))(x, labels)
     assert_same(loss, ref.snr_loss(x, triplets, 0.3, reg), [x])
 
 
-def test_snr_regulariser_is_off_under_distance_miners(opt_factory):
-    import batchminer
-
-    opt = opt_factory("--loss_snr_reg_lambda", "0.3")
+def test_snr_regulariser_is_off_under_distance_miners_on_the_command_line(opt_factory):
     for name, expected in [("distance", 0.0), ("random_distance", 0.0), ("semihard", 0.3)]:
-        assert criteria.select("snr", opt, batchminer=batchminer.select(name, opt)).reg_lambda == expected
+        opt = opt_factory("--loss_snr_reg_lambda", "0.3", "--batch_mining", name)
+        assert criteria.select("snr", opt).reg_lambda == expected
+    # Built in Python, the loss keeps the lambda it is given, whatever its miner.
+    assert criteria.SNRLoss(reg_lambda=0.3, batchminer=batchminer.DistanceMiner()).reg_lambda == 0.3
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 5])
@@ -161,13 +162,13 @@ def test_histogram_survives_identical_embeddings(opt_factory):
 
 def test_proxynca(opt_factory):
     x, labels = batch(seed=0)
-    criterion = select("proxynca", opt_factory(n_classes=C, embed_dim=8))
+    criterion = select("proxynca", opt_factory(embed_dim=8), n_classes=C)
     assert_same(criterion(x, labels), ref.proxynca_loss(x, labels, criterion.proxies), [x, criterion.proxies])
 
 
 def test_softmax(opt_factory):
     x, labels = batch(seed=1, normalise=False)
-    criterion = select("softmax", opt_factory("--loss_softmax_temperature", "0.1", n_classes=C, embed_dim=8))
+    criterion = select("softmax", opt_factory("--loss_softmax_temperature", "0.1", embed_dim=8), n_classes=C)
     expected = ref.softmax_loss(x, labels, criterion.class_weights, 0.1)
     assert_same(criterion(x, labels), expected, [x, criterion.class_weights])
 
@@ -175,9 +176,8 @@ def test_softmax(opt_factory):
 @pytest.mark.parametrize("margin", [0.5, 2.9])  # 2.9 rad sends most targets past pi - m: the linear branch
 def test_arcface(opt_factory, margin):
     x, labels = batch(seed=2)
-    opt = opt_factory("--loss_arcface_angular_margin", str(margin), "--loss_arcface_feature_scale", "8",
-                      n_classes=C, embed_dim=8)
-    criterion = select("arcface", opt)
+    opt = opt_factory("--loss_arcface_angular_margin", str(margin), "--loss_arcface_feature_scale", "8", embed_dim=8)
+    criterion = select("arcface", opt, n_classes=C)
     expected = ref.arcface_loss(x, labels, criterion.class_weights, margin, 8.0)
     assert_same(criterion(x, labels), expected, [x, criterion.class_weights])
 
@@ -185,10 +185,10 @@ def test_arcface(opt_factory, margin):
 def test_arcface_margin_moves_only_the_target_logit(opt_factory):
     """The reference added the margin to every logit, which left the loss equal to a scaled softmax."""
     x, labels = batch(seed=3)
-    opt = opt_factory("--loss_arcface_feature_scale", "16", n_classes=C, embed_dim=8)
-    with_margin = select("arcface", opt)
+    opt = opt_factory("--loss_arcface_feature_scale", "16", embed_dim=8)
+    with_margin = select("arcface", opt, n_classes=C)
     no_margin = select("arcface", opt_factory("--loss_arcface_angular_margin", "0", "--loss_arcface_feature_scale",
-                                              "16", n_classes=C, embed_dim=8))
+                                              "16", embed_dim=8), n_classes=C)
     no_margin.load_state_dict(with_margin.state_dict())
     assert with_margin(x, labels).item() > no_margin(x, labels).item() + 0.1
 
@@ -198,8 +198,8 @@ def test_softtriplet(opt_factory, k, seed):
     x, labels = batch(seed=seed, normalise=False)
     opt = opt_factory("--loss_softtriplet_n_centroids", str(k), "--loss_softtriplet_gamma", "0.2",
                       "--loss_softtriplet_margin_delta", "0.05", "--loss_softtriplet_lambda", "6",
-                      "--loss_softtriplet_reg_weight", "0.3", n_classes=C, embed_dim=8)
-    criterion = select("softtriplet", opt)
+                      "--loss_softtriplet_reg_weight", "0.3", embed_dim=8)
+    criterion = select("softtriplet", opt, n_classes=C)
     expected = ref.softtriple_loss(x, labels, criterion.centroids, C, k, 0.2, 0.05, 6.0, 0.3)
     assert_same(criterion(x, labels), expected, [x, criterion.centroids])
 
@@ -209,8 +209,8 @@ def test_proxyanchor(opt_factory, labels):
     labels = torch.tensor(labels)
     x = F.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64), dim=1)
     x.requires_grad_()
-    opt = opt_factory("--loss_proxyanchor_alpha", "16", "--loss_proxyanchor_delta", "0.2", n_classes=C, embed_dim=8)
-    criterion = select("proxyanchor", opt)
+    opt = opt_factory("--loss_proxyanchor_alpha", "16", "--loss_proxyanchor_delta", "0.2", embed_dim=8)
+    criterion = select("proxyanchor", opt, n_classes=C)
     expected = ref.proxyanchor_loss(x, labels, criterion.proxies, 16.0, 0.2)
     assert_same(criterion(x, labels), expected, [x, criterion.proxies])
 

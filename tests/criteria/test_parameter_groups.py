@@ -23,16 +23,16 @@ PARAMETER_FREE = sorted(set(criteria.REGISTRY) - set(EXPECTED) - {"s2sd"})
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_own_group_standalone_and_inside_s2sd(opt_factory, name):
     flags, attr, shape, lr = EXPECTED[name]
-    opt = opt_factory("--lr", str(LR), *flags, n_classes=7, embed_dim=12)
-    standalone = criteria.select(name, opt)
+    opt = opt_factory("--lr", str(LR), *flags, embed_dim=12)
+    standalone = criteria.select(name, opt, n_classes=7)
     [group] = standalone.param_groups()
     assert group["lr"] == pytest.approx(lr) and group["weight_decay"] == 0.0
     assert group["params"] == [getattr(standalone, attr)] and tuple(group["params"][0].shape) == shape(7, 12)
 
     s2sd_opt = opt_factory("--lr", str(LR), *flags, "--loss", "s2sd", "--loss_s2sd_source", name,
-                           "--loss_s2sd_target", name, "--loss_s2sd_target_dims", "6", "10", n_classes=7,
-                           embed_dim=12, feature_dim=16)
-    s2sd = criteria.select("s2sd", s2sd_opt)
+                           "--loss_s2sd_target", name, "--loss_s2sd_target_dims", "6", "10",
+                           embed_dim=12)
+    s2sd = criteria.select("s2sd", s2sd_opt, n_classes=7, feature_dim=16)
     groups = s2sd.param_groups()[1:]
     assert [g["lr"] for g in groups] == pytest.approx([lr] * 3) and all(g["weight_decay"] == 0.0 for g in groups)
     sizes = [tuple(g["params"][0].shape) for g in groups]
@@ -51,7 +51,7 @@ def test_parameter_free_losses_declare_no_group(opt_factory, name):
 
 def test_every_parameter_of_every_loss_is_in_a_group(opt_factory):
     for name in EXPECTED:
-        criterion = criteria.select(name, opt_factory(n_classes=5, embed_dim=8))
+        criterion = criteria.select(name, opt_factory(embed_dim=8), n_classes=5)
         grouped = {id(p) for g in criterion.param_groups() for p in g["params"]}
         assert {id(p) for p in criterion.parameters()} == grouped, name
 
@@ -59,7 +59,7 @@ def test_every_parameter_of_every_loss_is_in_a_group(opt_factory):
 def test_parameters_learn_in_a_step(opt_factory):
     """One optimizer step over the declared groups changes each loss's parameters."""
     for name in EXPECTED:
-        criterion = criteria.select(name, opt_factory(n_classes=4, embed_dim=8, lr=0.1))
+        criterion = criteria.select(name, opt_factory(embed_dim=8, lr=0.1), n_classes=4)
         optimizer = torch.optim.SGD([{**g, "lr": 0.5} for g in criterion.param_groups()])
         before = [p.detach().clone() for p in criterion.parameters()]
         torch.manual_seed(0)

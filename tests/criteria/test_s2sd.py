@@ -11,10 +11,10 @@ B, D, FEAT = 12, 8, 16
 
 
 def make(opt_factory, *flags, **overrides):
-    opt = opt_factory("--loss", "s2sd", "--loss_s2sd_target_dims", "6", "10", *flags, feature_dim=FEAT, n_classes=4,
+    opt = opt_factory("--loss", "s2sd", "--loss_s2sd_target_dims", "6", "10", *flags,
                       **overrides)
     torch.manual_seed(0)
-    return criteria.select("s2sd", opt)
+    return criteria.select("s2sd", opt, n_classes=4, feature_dim=FEAT)
 
 
 def inputs(seed=0):
@@ -110,7 +110,7 @@ def test_sub_criteria_keep_their_own_learning_rates(opt_factory):
     assert groups[0]["name"] == "s2sd_target_nets" and groups[0]["lr"] == 1e-5 and groups[0]["weight_decay"] == 0.0004
     betas = [g for g in groups if g["name"] == "margin_beta"]
     assert len(betas) == 3 and all(g["lr"] == 0.01 for g in betas)
-    assert [c.embed_dim for c in s2sd.target_criteria] == [6, 10] and s2sd.source_criterion.embed_dim == 128
+    assert [tuple(g["params"][0].shape) for g in betas] == [(4,)] * 3  # one beta per class, in every branch
 
 
 def test_iteration_counter_is_saved_in_the_state_dict(opt_factory):
@@ -124,9 +124,27 @@ def test_iteration_counter_is_saved_in_the_state_dict(opt_factory):
 
 
 @pytest.mark.parametrize("miner", ["semihard", "distance", "softhard", "random", "rho_distance"])
-def test_miner_losses_inside_s2sd_build_and_run(opt_factory, miner):
-    s2sd = make(opt_factory, "--loss_s2sd_source", "triplet", "--loss_s2sd_target", "margin", "--batch_mining", miner)
+def test_miner_losses_inside_s2sd_are_the_sum_of_their_parts(opt_factory, miner):
+    """Triplet source, margin targets: the total is 0.5 (source + mean target) + w mean KL on the same mined
+    tuples (the same seed replays the miners), each miner serves its own loss with that loss's margin."""
+    s2sd = make(opt_factory, "--loss_s2sd_source", "triplet", "--loss_s2sd_target", "margin", "--batch_mining", miner,
+                "--loss_triplet_margin", "0.3", "--loss_margin_margin", "0.15")
     x, feats, labels = inputs()
+    torch.manual_seed(5)
     loss = s2sd(x, labels, avg_batch_features=feats)
-    assert torch.isfinite(loss)
-    assert s2sd.source_criterion.batchminer is not s2sd.target_criteria[0].batchminer
+    torch.manual_seed(5)
+    source = s2sd.source_criterion(x, labels)
+    xn = F.normalize(x, dim=1)
+    targets, kls = [], []
+    for net, criterion in zip(s2sd.target_nets, s2sd.target_criteria):
+        z = F.normalize(net(feats), dim=1)
+        targets.append(criterion(z, labels))
+        assert int(criterion.last_tuple_count) > 0
+        kls.append(ref.kl_rows((z @ z.T).detach(), xn @ xn.T, 1.0))
+    expected = 0.5 * (source + sum(targets) / len(targets)) + 50.0 * sum(kls) / len(kls)
+    torch.testing.assert_close(loss, expected)
+    assert int(s2sd.source_criterion.last_tuple_count) > 0 and loss.item() > 0
+    miners = [c.batchminer for c in (s2sd.source_criterion, *s2sd.target_criteria)]
+    assert len({id(m) for m in miners}) == 3 and all(m.name == miner for m in miners)
+    if miner == "semihard":
+        assert [m.margin for m in miners] == [0.3, 0.15, 0.15]

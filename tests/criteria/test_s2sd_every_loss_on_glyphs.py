@@ -49,7 +49,6 @@ def glyph_batches():
     """Three class-balanced training batches of glyph images through a slim ResNet: (labels, pooled, map)."""
     opt = make_opt(*FLAGS)
     splits = datasets.select("glyphs", opt, opt.source_path)
-    opt.n_classes = splits["training"].n_classes
     torch.manual_seed(0)
     model = architectures.select(opt.arch, opt).eval()
     sampler = datasets.select_sampler("class_random", splits["training"], opt)
@@ -60,7 +59,7 @@ def glyph_batches():
             labels = torch.tensor([label for label, _, _ in items])
             out = model(torch.stack([image for _, image, _ in items]))
             batches.append((labels, out["avg_features"], out["features"]))
-    return model.last_linear, batches, opt.n_classes, model.feature_dim
+    return model.last_linear, batches, splits["training"].n_classes, model.feature_dim
 
 
 COMBINATIONS = combinations()
@@ -71,10 +70,10 @@ def test_three_steps(glyph_batches, source, target, miner):
     last_linear, batches, n_classes, feature_dim = glyph_batches
     opt = make_opt(*FLAGS, "--loss", "s2sd", "--loss_s2sd_source", source, "--loss_s2sd_target", target,
                    "--batch_mining", miner, "--loss_s2sd_target_dims", "12", "24", "--loss_s2sd_feat_distill",
-                   "--loss_s2sd_feat_distill_delay", "1", n_classes=n_classes, feature_dim=feature_dim)
+                   "--loss_s2sd_feat_distill_delay", "1")
     torch.manual_seed(1)
     head = copy.deepcopy(last_linear)
-    s2sd = criteria.select("s2sd", opt)
+    s2sd = criteria.select("s2sd", opt, n_classes=n_classes, feature_dim=feature_dim)
     optimizer = torch.optim.Adam([{"params": head.parameters(), "lr": opt.lr}] + s2sd.param_groups())
     start = [p.detach().clone() for p in head.parameters()]
     for labels, pooled, fmap in batches:

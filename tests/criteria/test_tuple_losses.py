@@ -45,8 +45,8 @@ def test_contrastive_matches_loop(opt_factory, seed):
 def test_margin_matches_loop_including_beta_gradient(opt_factory, nu):
     x, labels = batch(seed=3)
     triplets = ref.all_triplets(labels)
-    opt = opt_factory("--loss_margin_beta", "0.9", "--loss_margin_nu", str(nu), n_classes=4)
-    criterion = criteria.select("margin", opt, batchminer=ref.FixedMiner(triplets)).double()
+    opt = opt_factory("--loss_margin_beta", "0.9", "--loss_margin_nu", str(nu))
+    criterion = criteria.select("margin", opt, batchminer=ref.FixedMiner(triplets), n_classes=4).double()
     loss = criterion(x, labels)
     beta = torch.full((4,), 0.9, dtype=torch.float64, requires_grad=True)
     expected = ref.margin_loss(x, labels, triplets, beta, 0.2, nu)
@@ -59,16 +59,16 @@ def test_margin_matches_loop_including_beta_gradient(opt_factory, nu):
 
 def test_margin_beta_has_its_own_learning_rate(opt_factory):
     opt = opt_factory("--loss_margin_beta_lr", "0.123", "--lr", "1e-5")
-    groups = criteria.select("margin", opt).param_groups()
+    groups = criteria.select("margin", opt, n_classes=8).param_groups()
     assert [(g["lr"], g["weight_decay"]) for g in groups] == [(0.123, 0.0)]
-    constant = criteria.select("margin", opt_factory("--loss_margin_beta_constant"))
+    constant = criteria.select("margin", opt_factory("--loss_margin_beta_constant"), n_classes=8)
     assert constant.param_groups() == [] and not any(True for _ in constant.parameters())
 
 
 @pytest.mark.parametrize("name", ["triplet", "contrastive", "margin"])
 def test_no_triplet_gives_zero_loss_and_zero_gradient(opt_factory, name):
     x, labels = batch()
-    criterion = criteria.select(name, opt_factory(n_classes=4), batchminer=ref.FixedMiner([]))
+    criterion = criteria.select(name, opt_factory(), batchminer=ref.FixedMiner([]), n_classes=4)
     loss = criterion(x.float(), labels)
     assert loss.item() == 0.0
     assert int(criterion.last_tuple_count) == 0
@@ -81,5 +81,5 @@ def test_semihard_miner_takes_the_margin_of_the_loss_it_serves(opt_factory):
 
     opt = opt_factory("--loss_triplet_margin", "0.35", "--loss_margin_margin", "0.15", "--batch_mining", "semihard")
     assert criteria.select("triplet", opt).batchminer.margin == 0.35
-    assert criteria.select("margin", opt).batchminer.margin == 0.15
+    assert criteria.select("margin", opt, n_classes=8).batchminer.margin == 0.15
     assert batchminer.select("semihard", opt).margin == 0.35

@@ -6,6 +6,7 @@ fontTools, Debian font packages) are not needed to run these tests.
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -124,9 +125,10 @@ def test_manifest_lists_every_family_with_licence(data, manifest):
         assert isinstance(f["license"], str) and f["license"].strip(), f["family"]
         assert f["package"].startswith("fonts-"), f["family"]
         assert f["package_version"], f["family"]
-        assert len(f["sha256"]) == 64 and int(f["sha256"], 16) >= 0
+        assert re.fullmatch(r"[0-9a-f]{64}", f["sha256"]), f["family"]
         assert f["style"] and f["file"]
         assert f["instances"] == int((data["families"] == f["index"]).sum())
+    assert len({f["sha256"] for f in fams}) == len(fams)  # each family is its own font file
 
 
 def test_homoglyphs_never_in_two_classes(data):

@@ -44,7 +44,7 @@ def test_cached_evaluation_crops_equal_the_pil_path_exactly(photo_tree, tmp_path
     splits = datasets.select("cub200", opt, photo_tree)
     loaders = loading.build_loaders(opt, splits, torch.device("cpu"))
     streamed = torch.stack([splits["testing"][i][1] for i in range(len(splits["testing"]))])
-    labels, stored = zip(*[(lab, img) for lab, img, _ in loaders["Test"]["query"]])
+    labels, stored = zip(*[(lab, img) for lab, img, _ in loaders["testing"]["query"]])
     assert torch.equal(torch.cat(stored), streamed) and streamed.shape[1:] == (3, 24, 24)
     assert torch.equal(torch.cat(labels), torch.as_tensor(splits["testing"].labels))
 

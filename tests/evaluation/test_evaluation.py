@@ -13,10 +13,9 @@ import datasets
 import evaluation
 import main
 import metrics
-from datasets import transforms
 from datasets.base import ArrayDataset
 from evaluation import evaltypes
-from tests.conftest import make_opt
+from tests.conftest import glyph_subset, make_opt
 from tests.metrics import oracle
 from utilities.errors import UsageError
 
@@ -62,10 +61,10 @@ def test_combined_cosine_is_the_weighted_mean_of_the_parts_cosines():
 def test_evaluated_sets_use_query_and_gallery_when_present():
     a, b, c = object(), object(), object()
     assert evaluation.evaluated_sets({"testing_query": a, "testing_gallery": b, "evaluation": c}) == {
-        "Test": {"query": a, "gallery": b}, "Train": {"query": c}}
+        "testing": {"query": a, "gallery": b}, "evaluation": {"query": c}}
     assert evaluation.evaluated_sets({"testing": a, "validation_query": b, "validation_gallery": c,
                                       "evaluation": a}, include_train=False) == {
-        "Test": {"query": a}, "Val": {"query": b, "gallery": c}}
+        "testing": {"query": a}, "validation": {"query": b, "gallery": c}}
     with pytest.raises(ValueError, match="only one of testing_query and testing_gallery"):
         evaluation.evaluated_sets({"testing_query": a})
 
@@ -144,26 +143,17 @@ def test_kmeans_train_classes_restores_the_reference_cluster_count():
     with torch.no_grad():
         x = model(torch.from_numpy(images).float() / 255.0)["embeds"].numpy()
     for flag, k in (([], 5), (["--kmeans_train_classes"], 11)):
-        opt = make_opt("--evaluation_metrics", "nmi", "f1", "--storage_metrics", "nmi", *flag, n_classes=11)
-        got = evaluation.evaluate_split(model, loader, torch.device("cpu"), opt, "x")["discriminative"]
+        opt = make_opt("--evaluation_metrics", "nmi", "f1", "--storage_metrics", "nmi", *flag)
+        got = evaluation.evaluate_split(model, loader, torch.device("cpu"), opt, "x", n_train_classes=11)["discriminative"]
         assert got == metrics.compute_metrics(x, labels, ["nmi", "f1"], n_clusters=k, seed=opt.seed)
     assert got != metrics.compute_metrics(x, labels, ["nmi", "f1"], seed=opt.seed)
 
 
 def glyph_splits_with_query_gallery(name, opt, source_path):
     """An In-Shop-style `datasets.select` result built from a few glyph classes (what issue 5's datasets return)."""
-    arrays = datasets.glyphs.load_arrays()
-    images, labels = arrays["images"], arrays["labels"]
-    names = [str(n) for n in arrays["class_names"]]
-
-    def subset(classes, per_class, offset, train):
-        keep = np.concatenate([np.flatnonzero(labels == c)[offset:offset + per_class] for c in classes])
-        relabelled = np.searchsorted(np.asarray(classes), labels[keep])
-        return ArrayDataset(images[keep], relabelled, [names[c] for c in classes], transforms.glyph(train))
-
     train_classes, test_classes = list(range(8)), list(range(100, 106))
-    return {"training": subset(train_classes, 4, 0, True), "evaluation": subset(train_classes, 4, 0, False),
-            "testing_query": subset(test_classes, 2, 0, False), "testing_gallery": subset(test_classes, 3, 2, False)}
+    return {"training": glyph_subset(train_classes, 4, 0, True), "evaluation": glyph_subset(train_classes, 4),
+            "testing_query": glyph_subset(test_classes, 2), "testing_gallery": glyph_subset(test_classes, 3, 2)}
 
 
 def test_main_reports_query_gallery_test_metrics_and_both_protocols(tmp_path, monkeypatch):
@@ -177,8 +167,11 @@ def test_main_reports_query_gallery_test_metrics_and_both_protocols(tmp_path, mo
     for key in ("test/e_recall@1", "test/e_recall@1000", "test/mAP@R", "test/r_precision", "test/nmi",
                 "test/Combined_discriminative_avg_features-1-1/mAP@R", "train/mAP@R"):
         assert 0.0 <= summary["last"][key] <= 1.0 and summary["best"][key] >= summary["last"][key], key
-    # Six test items, each with 2 queries and 3 gallery images: every query has R = 3 relevant items.
+    # Six test items, each with 2 queries and 3 gallery images: every query has R = 3 relevant items, so
+    # Recall@1 is a share of the 12 queries and R-Precision a share of their 36 relevant items.
     assert summary["last"]["test/e_recall@1000"] == 1.0
+    assert round(summary["last"]["test/e_recall@1"] * 12, 6).is_integer()
+    assert round(summary["last"]["test/r_precision"] * 36, 6).is_integer()
     with open(os.path.join(summary["run_dir"], "summary.json")) as f:
         assert json.load(f) == summary
     assert os.path.isfile(os.path.join(summary["run_dir"], "checkpoint_Test_discriminative_mAP@R.pth.tar"))

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from datasets.base import ArrayDataset
-from utilities import embedding_map, progression_plots, retrieval_grid
-from utilities.logger import RunLogger
+from evaluation import progression_plots
+from evaluation.logger import RunLogger
+from utilities import embedding_map, retrieval_grid
 from utilities.retrieval_grid import QUERY, RIGHT, WRONG, Layout
 
 
@@ -37,8 +38,8 @@ def test_a_plot_with_twelve_curves_draws_each_in_its_own_colour(tmp_path):
 def test_draw_all_writes_one_png_per_logged_group(tmp_path):
     logger = RunLogger(str(tmp_path))
     for epoch in range(3):
-        logger.log_group("Train", "loss", {"loss": 1.0 / (epoch + 1), "kl": 0.1}, epoch)
-        logger.log_metrics("Test", {"discriminative": {"e_recall@1": 0.1 * epoch, "nmi": 0.5}}, epoch)
+        logger.log_group("training", "loss", {"loss": 1.0 / (epoch + 1), "kl": 0.1}, epoch)
+        logger.log_metrics("testing", {"discriminative": {"e_recall@1": 0.1 * epoch, "nmi": 0.5}}, epoch)
     written = progression_plots.draw_all(str(tmp_path))
     assert sorted(os.path.basename(p) for p in written) == [
         "Graph_Test_discriminative_e_recall.png", "Graph_Test_discriminative_nmi.png", "Graph_Train_loss.png"]

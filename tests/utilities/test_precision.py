@@ -19,13 +19,13 @@ def quickstart_parts(seed=0):
     the paper recipe's frozen ResNet-50; 16 classes x 2 images of 32 x 32."""
     opt = make_opt("--dataset", "glyphs", "--arch", "slimresnet18_frozen_normalize", "--not_pretrained",
                    "--embed_dim", "32", "--loss", "s2sd", "--loss_s2sd_target_dims", "64", "128",
-                   "--loss_s2sd_feat_distill", "--loss_s2sd_feat_distill_delay", "0", n_classes=16)
+                   "--loss_s2sd_feat_distill", "--loss_s2sd_feat_distill_delay", "0")
     torch.manual_seed(seed)
     model = architectures.select(opt.arch, opt)
-    opt.feature_dim = model.feature_dim
+    criterion = criteria.from_opt("s2sd", opt, n_classes=16, feature_dim=model.feature_dim)
     images = torch.randn(32, 3, 32, 32)
     labels = torch.arange(16).repeat_interleave(2)
-    return model, criteria.select("s2sd", opt), images, labels
+    return model, criterion, images, labels
 
 
 def loss_and_gradients(model, criterion, images, labels, precision, criterion_context=contextlib.nullcontext):
@@ -71,7 +71,7 @@ def small_parts():
     torch.manual_seed(1)
     trunk = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3))
     model = EmbeddingNetwork(trunk, 16, 8, normalize=True, double=False, frozen=False, name="small")
-    criterion = criteria.select("multisimilarity", make_opt("--loss", "multisimilarity", "--embed_dim", "8"))
+    criterion = criteria.select("multisimilarity")
     return model, criterion, torch.randn(16, 3, 8, 8), torch.arange(8).repeat_interleave(2)
 
 

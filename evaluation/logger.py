@@ -1,8 +1,9 @@
 """Per-epoch logging: CSV files per metric group, the console line, W&B, and the summary.
 
-Values are grouped as in the reference: a split ("Train", "Test", "Val"), a group (`loss`,
-`<evaltype>_<metric before '@'>`) and a segment (the full metric name). Each group is one CSV file,
-`CSV_Logs/Data_<Split>_<group>.csv`, with an `epoch` column followed by one column per segment.
+Values are grouped as in the reference: a split (given by its internal name, `testing`, and shown by its
+reference name, "Test", evaluation/splits.py), a group (`loss`, `<evaltype>_<metric before '@'>`) and a
+segment (the full metric name). Each group is one CSV file, `CSV_Logs/Data_<Split>_<group>.csv`, with an
+`epoch` column followed by one column per segment.
 
 Summary keys are `<split>/<metric>` (e.g. `test/e_recall@1`, `train/loss`), with the evaltype inserted,
 `test/<evaltype>/<metric>`, for evaltypes other than `discriminative`.
@@ -21,6 +22,7 @@ import os
 from typing import Dict, List, Optional
 
 import metrics
+from evaluation.splits import display_name
 from utilities.errors import UsageError
 
 
@@ -34,10 +36,16 @@ def metric_group(evaltype: str, metric: str) -> str:
     return f"{evaltype}_{metric.split('@')[0]}"
 
 
-def summary_key(split: str, evaltype: Optional[str], name: str) -> str:
+def summary_key(shown_split: str, evaltype: Optional[str], name: str) -> str:
+    """The summary.json key of a value of the split shown as `shown_split` ("Test"): `test/e_recall@1`."""
     if evaltype in (None, "discriminative"):
-        return f"{split.lower()}/{name}"
-    return f"{split.lower()}/{evaltype}/{name}"
+        return f"{shown_split.lower()}/{name}"
+    return f"{shown_split.lower()}/{evaltype}/{name}"
+
+
+def value_key(split: str, evaltype: Optional[str], name: str) -> str:
+    """The summary.json key of a value of the internal split `split` (`testing` -> `test/...`)."""
+    return summary_key(display_name(split), evaltype, name)
 
 
 def lower_is_better(name: str) -> bool:
@@ -62,7 +70,9 @@ class RunLogger:
 
     def log_group(self, split: str, group: str, values: Dict[str, float], epoch: int,
                   evaltype: Optional[str] = None) -> None:
-        path = os.path.join(self.csv_dir, f"Data_{split}_{group}.csv")
+        """One row of `values` for the internal split `split` (`training`, `testing`, ...)."""
+        shown = display_name(split)
+        path = os.path.join(self.csv_dir, f"Data_{shown}_{group}.csv")
         is_new = not os.path.exists(path)
         with open(path, "a", newline="") as f:
             writer = csv.writer(f)
@@ -70,8 +80,8 @@ class RunLogger:
                 writer.writerow(["epoch", *values])
             writer.writerow([epoch, *values.values()])
         for name, value in values.items():
-            self.history.setdefault(summary_key(split, evaltype, name), []).append(float(value))
-            online_key = f"{split}: {group}" if name == group else f"{split}: {group}: {name}"
+            self.history.setdefault(summary_key(shown, evaltype, name), []).append(float(value))
+            online_key = f"{shown}: {group}" if name == group else f"{shown}: {group}: {name}"
             self._pending_online[online_key] = float(value)
 
     def log_metrics(self, split: str, results: Dict[str, Dict[str, float]], epoch: int) -> None:
@@ -83,9 +93,9 @@ class RunLogger:
             for group, group_values in groups.items():
                 self.log_group(split, group, group_values, epoch, evaltype)
 
-    def log_online(self, values: Dict[str, float]) -> None:
-        """Values sent to W&B with this epoch's row only (no CSV, no summary), e.g. the reference's `Train: epochs`."""
-        self._pending_online.update(values)
+    def log_epoch_number(self, epoch: int) -> None:
+        """The reference's W&B epoch counter, `Train: epochs`, sent with this epoch's row only (no CSV, no summary)."""
+        self._pending_online[f"{display_name('training')}: epochs"] = epoch
 
     def restore(self, history: Dict[str, List[float]], last_epoch: int) -> None:
         """Continue a run from a checkpoint taken after `last_epoch`: take its history and drop the CSV rows of
@@ -140,7 +150,7 @@ def epoch_line(epoch: int, n_epochs: int, loss: float, results: Dict[str, Dict[s
     parts = [f"Epoch {epoch + 1}/{n_epochs}", f"loss {loss:.4f}"]
     for split, per_type in results.items():
         for evaltype, values in per_type.items():
-            label = split if evaltype == "discriminative" else f"{split}[{evaltype}]"
+            label = display_name(split) if evaltype == "discriminative" else f"{display_name(split)}[{evaltype}]"
             parts.append(label + " " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
     parts.append(f"train {train_seconds:.1f}s eval {eval_seconds:.1f}s")
     return " | ".join(parts)

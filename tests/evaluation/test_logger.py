@@ -2,7 +2,7 @@
 import csv
 import os
 
-from utilities.logger import RunLogger, lower_is_better
+from evaluation.logger import RunLogger, lower_is_better
 
 
 class Recorder:
@@ -16,8 +16,8 @@ class Recorder:
 def test_best_and_last_follow_each_values_direction(tmp_path):
     logger = RunLogger(str(tmp_path), Recorder())
     for epoch, (loss, kl, recall, intra) in enumerate([(0.9, 0.02, 0.5, 0.3), (0.5, 0.05, 0.7, 0.2), (0.7, 0.01, 0.6, 0.4)]):
-        logger.log_group("Train", "loss", {"loss": loss, "kl": kl}, epoch)
-        logger.log_metrics("Test", {"discriminative": {"e_recall@1": recall, "dists@intra": intra}}, epoch)
+        logger.log_group("training", "loss", {"loss": loss, "kl": kl}, epoch)
+        logger.log_metrics("testing", {"discriminative": {"e_recall@1": recall, "dists@intra": intra}}, epoch)
         logger.flush_online(epoch)
     assert logger.best() == {"train/loss": 0.5, "train/kl": 0.01, "test/e_recall@1": 0.7, "test/dists@intra": 0.2}
     assert logger.last() == {"train/loss": 0.7, "train/kl": 0.01, "test/e_recall@1": 0.6, "test/dists@intra": 0.4}

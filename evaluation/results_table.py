@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from utilities.errors import UsageError
-from utilities.logger import lower_is_better, summary_key
+from evaluation.logger import lower_is_better, summary_key
 
 PROTOCOLS = {"last": "Last epoch", "max": "Maximum over epochs (each value separately)"}
 

@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from utilities.logger import lower_is_better
+from evaluation.logger import lower_is_better
 
 PLOT_DIR = "Progression_Plots"
 

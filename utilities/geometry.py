@@ -1,4 +1,7 @@
-"""Pairwise geometry used by the losses and miners."""
+"""Pairwise geometry shared by the losses (criteria/) and the miners (batchminer/).
+
+Neither package owns it, so neither imports the other for it: batchminer never imports criteria.
+"""
 from __future__ import annotations
 
 import torch

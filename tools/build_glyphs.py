@@ -37,8 +37,8 @@ How to regenerate (Debian 12 "bookworm", as root)
         fonts-urw-base35 fonts-vlgothic fonts-vollkorn fonts-wqy-zenhei
     pip install Pillow==13.0.0 fonttools==4.68.0 numpy==2.4.6 \\
         confusable-homoglyphs==3.3.1
-    python datasets/glyphs_data/build_glyphs.py           # rebuild in place
-    python datasets/glyphs_data/build_glyphs.py --check   # rebuild in a temp
+    python tools/build_glyphs.py           # rebuild datasets/glyphs_data/ in place
+    python tools/build_glyphs.py --check   # rebuild in a temp
                                                           # dir, compare sha256
 
 Pillow, fontTools and confusable-homoglyphs are build-time dependencies only.
@@ -169,7 +169,8 @@ import unicodedata
 import zipfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+#: the embedded dataset's folder, which this tool writes
+HERE = Path(__file__).resolve().parents[1] / "datasets" / "glyphs_data"
 
 # --------------------------------------------------------------------------
 # Parameters
@@ -1036,7 +1037,7 @@ def write_preview(path: Path, images, labels, fams, n_classes, n_fams, n=12):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=HERE, help="output directory (default: next to this script)")
+    ap.add_argument("--out", type=Path, default=HERE, help="output directory (default: datasets/glyphs_data)")
     ap.add_argument("--check", action="store_true",
                     help="rebuild into a temporary directory and compare with the committed MANIFEST.json")
     args = ap.parse_args(argv)
