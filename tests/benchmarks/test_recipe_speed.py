@@ -29,10 +29,11 @@ def test_the_synthetic_tree_has_cub_s_layout_and_is_made_once(tmp_path):
 def test_tiny_run_prints_both_columns_and_their_gains(tmp_path):
     out = tmp_path / "figures.json"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "recipe_speed.py"), "--tiny",
-                           "--root", str(tmp_path), "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                           "--epochs", "2", "--root", str(tmp_path), "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "WANDB_MODE": "disabled"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout[proc.stdout.index("recipe: tiny"):].splitlines()
+    assert "2 epochs per column" in table[0]
     assert table[1].split() == ["this", "branch", "items", "1-4", "off", "gain"]
     labels = [line[:34].strip() for line in table[2:]]
     assert labels == ["training img/s", "model-only fwd+bwd img/s", "ratio to model-only", "evaluation s/epoch",
@@ -41,7 +42,7 @@ def test_tiny_run_prints_both_columns_and_their_gains(tmp_path):
     report = json.loads(out.read_text())
     for column in ("this_branch", "items_1_to_4_off"):
         figures = report[column]
-        assert len(figures["epochs"]) == 3 and figures["train_img_s"] > 0 and figures["model_only_img_s"] > 0
+        assert len(figures["epochs"]) == 2 and figures["train_img_s"] > 0 and figures["model_only_img_s"] > 0
         assert figures["ratio_to_model_only"] == pytest.approx(figures["train_img_s"] / figures["model_only_img_s"])
         per_epoch = figures["train_s_per_epoch"] + figures["eval_s"] + figures["host_s"]
         assert figures["projected_150_epochs_min"] * 60 > 149 * per_epoch
