@@ -17,7 +17,6 @@ import torch
 import architectures
 import criteria
 import datasets
-import evaluation
 import parameters
 from datasets import loading
 from evaluation import progression_plots

@@ -246,7 +246,7 @@ def check_nan_stop(work: str) -> None:
             main_module.main(TINY_RUN + ["--source_path", tree, "--save_path", os.path.join(work, "nan_runs"),
                                          "--n_epochs", "3", "--savename", "nan", "--data_cache", "device"])
     except SystemExit as stop:
-        require(stop.code == 2, f"exit status {stop.code}, expected 2")
+        require(stop.code == 3, f"exit status {stop.code}, expected 3 (a diverged run)")
     else:
         raise AssertionError("a NaN loss did not stop the run")
     finally:
