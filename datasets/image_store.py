@@ -181,14 +181,15 @@ def _decode_gpu(paths: Sequence[str], device: torch.device, pool: ThreadPoolExec
             yield chunk[k], decoded[k]
 
 
-def build(paths: Sequence[str], spec: StoreSpec, target: torch.device, *, gpu_decode: bool, threads: int,
-          pin: bool = False) -> ImageStore:
-    """Decode `paths` into a store on `target` (a CUDA device, or the CPU; pinned with `pin`)."""
+def build(paths: Sequence[str], spec: StoreSpec, target: torch.device, *, decode_device: Optional[torch.device],
+          threads: int, pin: bool = False) -> ImageStore:
+    """Decode `paths` into a store on `target` (a CUDA device, or the CPU; pinned with `pin`): with nvJPEG on
+    `decode_device` (a CUDA device) or, when it is None, with PIL."""
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         sizes = np.asarray(list(pool.map(read_size, paths)), dtype=np.int64) if spec.kind == "train" else None
         builder = StoreBuilder(spec, len(paths), sizes, target, pin)
-        if gpu_decode:
-            for i, image in _decode_gpu(paths, target, pool):
+        if decode_device is not None:
+            for i, image in _decode_gpu(paths, decode_device, pool):
                 builder.put(i, image)
         else:
             list(pool.map(lambda i: builder.put(i, decode_pil(paths[i])), range(len(paths))))
@@ -238,10 +239,10 @@ def save_cached(folder: str, key: str, store: ImageStore) -> None:
 class LazyStore:
     """A store built (or loaded from the disk cache) on first use, so `--dry_run` decodes nothing."""
 
-    def __init__(self, name: str, paths: Sequence[str], spec: StoreSpec, target: torch.device, *, gpu_decode: bool,
-                 threads: int, pin: bool, cache_dir: Optional[str]):
+    def __init__(self, name: str, paths: Sequence[str], spec: StoreSpec, target: torch.device, *,
+                 decode_device: Optional[torch.device], threads: int, pin: bool, cache_dir: Optional[str]):
         self.name, self.paths, self.spec, self.target = name, list(paths), spec, target
-        self.gpu_decode, self.threads, self.pin, self.cache_dir = gpu_decode, threads, pin, cache_dir
+        self.decode_device, self.threads, self.pin, self.cache_dir = decode_device, threads, pin, cache_dir
         self._store: Optional[ImageStore] = None
         self.report = ""
 
@@ -252,9 +253,9 @@ class LazyStore:
             store = load_cached(self.cache_dir, key, self.target, self.pin) if key else None
             how = "loaded from the disk cache"
             if store is None:
-                store = build(self.paths, self.spec, self.target, gpu_decode=self.gpu_decode, threads=self.threads,
-                              pin=self.pin)
-                how = f"decoded ({'nvJPEG' if self.gpu_decode else 'PIL'})"
+                store = build(self.paths, self.spec, self.target, decode_device=self.decode_device,
+                              threads=self.threads, pin=self.pin)
+                how = f"decoded ({'nvJPEG' if self.decode_device is not None else 'PIL'})"
                 if key:
                     try:
                         save_cached(self.cache_dir, key, store)

@@ -135,7 +135,7 @@ def store_loaders(opt, splits: dict, evaluated: dict, device: torch.device, mode
     convention = architectures.input_convention(opt.arch)
     crop, resize = transforms.sizes(opt, convention)
     target = device if mode == "device" else torch.device("cpu")
-    common = dict(target=target, gpu_decode=device.type == "cuda", threads=os.cpu_count() or 1,
+    common = dict(target=target, decode_device=device if device.type == "cuda" else None, threads=os.cpu_count() or 1,
                   pin=mode == "ram" and device.type == "cuda", cache_dir=cache_dir(opt))
     train = splits["training"]
     train_store = LazyStore(f"{opt.dataset}_training", train.paths, StoreSpec("train", crop, resize), **common)

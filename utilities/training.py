@@ -24,7 +24,7 @@ class DivergenceMonitor:
         self.names: List[str] = []
 
     def record(self, step: int, loss: torch.Tensor, terms: Dict[str, torch.Tensor]) -> None:
-        values = torch.stack([loss.detach().float().reshape(()), *(t.detach().float().reshape(()) for t in terms.values())])
+        values = torch.stack([t.detach().float().reshape(()) for t in (loss, *terms.values())])
         if self.values is None or list(terms) != self.names:
             self.values, self.names = torch.zeros_like(values), list(terms)
         new = ~torch.isfinite(values[0]) & (self.first_bad < 0)
@@ -37,7 +37,8 @@ class DivergenceMonitor:
             return
         loss, *terms = self.values.tolist()
         detail = ", ".join(f"{name} {value:.4g}" for name, value in zip(self.names, terms))
-        raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {step + 1}" + (f" ({detail})" if detail else ""))
+        raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {step + 1}"
+                               + (f" ({detail})" if detail else ""))
 
 
 def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int, precision: Optional[Precision] = None,

@@ -28,9 +28,10 @@ def test_the_synthetic_tree_has_cub_s_layout_and_is_made_once(tmp_path):
 @pytest.mark.slow
 def test_tiny_run_prints_both_columns_and_their_gains(tmp_path):
     out = tmp_path / "figures.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "recipe_speed.py"), "--tiny",
-                           "--epochs", "2", "--root", str(tmp_path), "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "WANDB_MODE": "disabled"})
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "recipe_speed.py"), "--tiny", "--epochs", "2",
+               "--root", str(tmp_path), "--json", str(out)]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "WANDB_MODE": "disabled"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout[proc.stdout.index("recipe: tiny"):].splitlines()
     assert "2 epochs per column" in table[0]

@@ -51,7 +51,7 @@ def test_cached_evaluation_crops_equal_the_pil_path_exactly(photo_tree, tmp_path
 
 def test_the_training_store_keeps_each_image_as_decoded_and_pads_by_repeating_the_border(photo_tree):
     paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(photo_tree) for f in fs)
-    store = image_store.build(paths, StoreSpec("train", 24, 27), torch.device("cpu"), gpu_decode=False, threads=2)
+    store = image_store.build(paths, StoreSpec("train", 24, 27), torch.device("cpu"), decode_device=None, threads=2)
     assert store.images.shape == (16, 3, 54, 54)  # long sides at most 2 x 27 = 54: 64 x 48 shrinks to 54 x 40
     for i, path in enumerate(paths):
         decoded = image_store.decode_pil(path)
@@ -66,7 +66,7 @@ def test_the_training_store_keeps_each_image_as_decoded_and_pads_by_repeating_th
 def test_a_later_run_loads_the_disk_cache_and_a_changed_file_makes_a_new_one(photo_tree, tmp_path, monkeypatch):
     paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(photo_tree) for f in fs)[:4]
     spec, cache = StoreSpec("train", 24, 27), str(tmp_path / "cache")
-    first = LazyStore("cub200_training", paths, spec, torch.device("cpu"), gpu_decode=False, threads=1, pin=False,
+    first = LazyStore("cub200_training", paths, spec, torch.device("cpu"), decode_device=None, threads=1, pin=False,
                       cache_dir=cache).get()
     assert len([n for n in os.listdir(cache) if n.endswith(".npy")]) == 1
 
@@ -74,13 +74,13 @@ def test_a_later_run_loads_the_disk_cache_and_a_changed_file_makes_a_new_one(pho
         raise AssertionError("decoded although the disk cache holds these images")
 
     monkeypatch.setattr(image_store, "decode_pil", no_decoding)
-    again = LazyStore("cub200_training", paths, spec, torch.device("cpu"), gpu_decode=False, threads=1, pin=False,
+    again = LazyStore("cub200_training", paths, spec, torch.device("cpu"), decode_device=None, threads=1, pin=False,
                       cache_dir=cache)
     assert torch.equal(again.get().images, first.images) and "loaded from the disk cache" in again.report
     assert torch.equal(again.get().original_sizes, first.original_sizes)
     os.utime(paths[0], ns=(0, 0))  # a changed file: another key, decoded again
     with pytest.raises(AssertionError, match="decoded although"):
-        LazyStore("cub200_training", paths, spec, torch.device("cpu"), gpu_decode=False, threads=1, pin=False,
+        LazyStore("cub200_training", paths, spec, torch.device("cpu"), decode_device=None, threads=1, pin=False,
                   cache_dir=cache).get()
 
 
