@@ -29,8 +29,9 @@ from utilities.errors import UsageError
 from utilities.registry import Registry
 
 REGISTRY: Registry = Registry("dataset", "--dataset")
-#: datasets shipped in the repository: no --source_path
-EMBEDDED = {"glyphs"}
+#: datasets shipped in the repository (no --source_path) -> (PIL mode of their images, their background value,
+#: which augmentation fills in): glyphs are white ink on black, icons are RGB over white
+EMBEDDED = {"glyphs": ("L", 0), "icons": ("RGB", 255)}
 #: datasets whose tree is --source_path itself rather than <source_path>/<name>
 TREE_AT_SOURCE = {"folder"}
 
@@ -79,7 +80,7 @@ def select(name: str, opt, source_path: str) -> dict:
     layout: Layout = build(_root(name, source_path), opt)
     if name in EMBEDDED:
         def make_transform(train):
-            return transforms.glyph(train, convention, getattr(opt, "resolution", None))
+            return transforms.glyph(train, convention, fill=EMBEDDED[name][1], size=getattr(opt, "resolution", None))
     else:
         def make_transform(train):
             return transforms.photo(opt, train, convention)
@@ -100,4 +101,4 @@ def select(name: str, opt, source_path: str) -> dict:
 
 
 # Importing the dataset modules fills REGISTRY.
-from datasets import cars196, cub200, folder, glyphs, inshop, online_products  # noqa: E402,F401
+from datasets import cars196, cub200, folder, glyphs, icons, inshop, online_products  # noqa: E402,F401

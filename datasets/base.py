@@ -61,16 +61,18 @@ class FileDataset(DMLDataset):
 
 
 class ArrayDataset(DMLDataset):
-    """Grayscale uint8 images held in one array (N x H x W); `load` returns a 1 x H x W uint8 tensor."""
+    """uint8 images held in one array, grayscale (N x H x W) or colour (N x H x W x C); `load` returns a
+    C x H x W uint8 tensor (C = 1 for grayscale)."""
 
     in_memory = True
 
     def __init__(self, images: np.ndarray, labels, class_names, transform):
         super().__init__(labels, class_names, transform)
+        images = images[:, None] if images.ndim == 3 else np.moveaxis(images, -1, 1)
         self.images = torch.from_numpy(np.ascontiguousarray(images))
 
     def load(self, index: int) -> torch.Tensor:
-        return self.images[index][None]
+        return self.images[index]
 
 
 def _readable(path: str) -> str:

@@ -1,4 +1,4 @@
-"""Image transforms of the reference (REFERENCE.md §3.4) and of the embedded glyphs.
+"""Image transforms of the reference (REFERENCE.md §3.4) and of the embedded datasets (glyphs, icons).
 
 Both end in the backbone's input convention (architectures/inputs.py): its value scale, channel order,
 mean and std, and for photographs its crop and resize sizes.
@@ -67,15 +67,17 @@ class _Gray3(torch.nn.Module):
         return x.expand(*x.shape[:-3], 3, *x.shape[-2:])
 
 
-def glyph(train: bool, convention: InputConvention = IMAGENET, size: Optional[int] = None) -> v2.Compose:
-    """Glyphs (1 x 32 x 32 uint8) -> 3 x 32 x 32 in the backbone's value convention (scale, channel order,
-    mean, std). The size stays 32 for every backbone: the pretrained EfficientNet-Lite0 reaches 0.96
-    Recall@1 there, and 64 x 64 would cost 1.4-1.6x more per step (docs/datasets_and_backbones.md).
+def glyph(train: bool, convention: InputConvention = IMAGENET, fill: int = 0, size: Optional[int] = None) -> v2.Compose:
+    """Embedded images: glyphs (1 x 32 x 32 uint8, served as 3 channels) or icons (3 x 32 x 32) -> 3 x 32 x 32
+    in the backbone's value convention (scale, channel order, mean, std). The size stays 32 for every backbone:
+    the pretrained EfficientNet-Lite0 reaches 0.96 Recall@1 on glyphs there, and 64 x 64 would cost 1.4-1.6x
+    more per step (docs/datasets_and_backbones.md); `size` (--resolution) resizes them to size x size.
 
-    Training adds a small random affine warp (rotation <= 8 degrees, shift <= 8%, scale 0.9-1.1). No flips:
-    a mirrored glyph is often another character (b/d, p/q). `size` (--resolution) resizes them to size x size.
+    Training adds a small random affine warp (rotation <= 8 degrees, shift <= 8%, scale 0.9-1.1) whose uncovered
+    border takes `fill`, the dataset's background (0: the glyphs' black, 255: the icons' white). No flips: a
+    mirrored glyph is often another character (b/d, p/q), a mirrored icon another action (go-next/go-previous).
     """
-    steps = [v2.RandomAffine(degrees=8, translate=(0.08, 0.08), scale=(0.9, 1.1))] if train else []
+    steps = [v2.RandomAffine(degrees=8, translate=(0.08, 0.08), scale=(0.9, 1.1), fill=fill)] if train else []
     if size:
         steps.append(v2.Resize((size, size)))
     return v2.Compose([*steps, _Gray3(), *to_input(convention)])

@@ -167,14 +167,27 @@ def write_csv(path: str, rows: Sequence[Row], names: Sequence[str], scale: float
                                  *values])
 
 
-def build(paths: Sequence[str], names: Optional[Sequence[str]] = None, min_epochs: int = 0):
-    """(rows, value names, warnings) for the runs under `paths`."""
+def truncate(run: Run, epochs: int) -> Run:
+    """The run as it stood after its first `epochs` epochs. With a learning rate that does not depend on
+    --n_epochs (no schedule, or milestones past the end), that is the run a shorter --n_epochs would have made."""
+    run.values = {name: series[:epochs] for name, series in run.values.items()}
+    run.epochs = min(run.epochs, epochs)
+    return run
+
+
+def build(paths: Sequence[str], names: Optional[Sequence[str]] = None, min_epochs: int = 0,
+          at_epoch: Optional[int] = None):
+    """(rows, value names, warnings) for the runs under `paths`, each cut after `at_epoch` epochs if given."""
     folders = find_runs(paths)
     if not folders:
         raise UsageError(f"--runs: no run folders (with parameters.json and CSV_Logs/) under {' '.join(paths)}")
+    if at_epoch is not None and at_epoch < 1:
+        raise UsageError(f"--at_epoch must be at least 1, got {at_epoch}")
     runs, notes = [], []
     for folder in folders:
         run = read_run(folder)
+        if at_epoch is not None:
+            run = truncate(run, at_epoch)
         if run.epochs < min_epochs:
             notes.append(f"skipped {folder}: {run.epochs} epochs logged, --min_epochs {min_epochs}")
         else:

@@ -41,14 +41,17 @@ class PhotoInput:
 
 
 class GlyphInput:
-    """PIL image -> grayscale GLYPH_SIZE x GLYPH_SIZE uint8 (1 x H x W, as the embedded dataset stores it) ->
-    the run's glyph evaluation transform."""
+    """PIL image -> GLYPH_SIZE x GLYPH_SIZE uint8 as an embedded dataset stores it (glyphs: grayscale, 1 x H x W;
+    icons: RGB over a white background, 3 x H x W) -> the run's evaluation transform of that dataset."""
 
-    def __init__(self, transform: Callable):
-        self.transform = transform
+    def __init__(self, transform: Callable, mode: str = "L", background: int = 0):
+        self.transform, self.mode, self.background = transform, mode, background
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        image = image.convert("L")
+        if self.mode == "RGB":  # transparent pixels take the background, as the icons were built
+            canvas = Image.new("RGBA", image.size, (self.background,) * 3 + (255,))
+            image = Image.alpha_composite(canvas, image.convert("RGBA"))
+        image = image.convert(self.mode)
         if image.size != (GLYPH_SIZE, GLYPH_SIZE):
             image = image.resize((GLYPH_SIZE, GLYPH_SIZE), Image.BILINEAR)
         return self.transform(TF.pil_to_tensor(image))
@@ -58,7 +61,8 @@ def evaluation_input(opt) -> Callable[[Image.Image], torch.Tensor]:
     """PIL image -> input tensor, with the evaluation transform `datasets.select` gives the run's test split."""
     convention = architectures.input_convention(opt.arch)
     if opt.dataset in datasets.EMBEDDED:
-        return GlyphInput(transforms.glyph(False, convention))
+        mode, background = datasets.EMBEDDED[opt.dataset]
+        return GlyphInput(transforms.glyph(False, convention), mode, background)
     return PhotoInput(transforms.photo(opt, False, convention))
 
 

@@ -75,7 +75,7 @@ def test_prefix_abbreviations_are_off(capsys):
                                  "intra_random, lifted, npair, parametric, random, random_distance, rho_distance, "
                                  "semihard, softhard"),
     (["--arch", "vgg16"], "--arch: unknown architecture 'vgg16' (from 'vgg16'); choose one of: "),
-    (["--dataset", "mnist"], "--dataset: unknown dataset 'mnist'; choose one of: cars196, cub200, folder, glyphs, inshop, online_products"),
+    (["--dataset", "mnist"], "--dataset: unknown dataset 'mnist'; choose one of: cars196, cub200, folder, glyphs, icons, inshop, online_products"),
     (["--bs", "100", "--samples_per_class", "3"], "--bs 100 is not divisible by --samples_per_class 3"),
     (["--loss", "s2sd", "--loss_s2sd_source", "s2sd"], "--loss_s2sd_source: unknown loss 's2sd'; choose one of: "),
     (["--storage_metrics", "nmi", "--evaluation_metrics", "e_recall@1"], "--storage_metrics: 'nmi' is not computed"),

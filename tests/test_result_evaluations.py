@@ -105,3 +105,18 @@ def test_other_evaltypes_lower_is_better_values_and_errors(tmp_path, capsys):
     assert "--runs: no such folder" in capsys.readouterr().err
     with open(os.path.join(root, "cub200", "C_s0", "parameters.json")) as f:
         assert json.load(f)["group"] == "C"
+
+
+def test_at_epoch_reads_each_run_as_it_stood_after_that_many_epochs(tmp_path, capsys):
+    root = str(tmp_path)
+    fake_run(root, "A_s0", "cub200", "A", 0, [0.2, 0.6, 0.5])
+    fake_run(root, "A_s1", "cub200", "A", 1, [0.3, 0.4, 0.45])
+    fake_run(root, "A_s2_short", "cub200", "A", 2, [0.9])
+    text = Result_Evaluations.main(["--runs", root, "--metrics", "test/e_recall@1", "--at_epoch", "2"])
+    last, best = text.split("## Maximum")
+    assert "| cub200 | A | 3 | 0 1 2 | 1-2 | 63.33 ± 20.55 |" in last  # 0.6, 0.4 at epoch 2; 0.9 had 1 epoch
+    assert "| cub200 | A | 3 | 0 1 2 | 1-2 | 63.33 ± 20.55 |" in best  # epoch 3's 0.5 and 0.45 are not seen
+    with pytest.raises(SystemExit) as exit_info:
+        Result_Evaluations.main(["--runs", root, "--at_epoch", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.endswith("Result_Evaluations.py: error: --at_epoch must be at least 1, got 0\n")
