@@ -15,59 +15,46 @@ import time
 from typing import Optional, Sequence
 
 import torch
-from torch.utils.data import DataLoader
 
 import architectures
 import criteria
 import datasets
-import evaluation
 import parameters
+from datasets import loading
 from evaluation import progression_plots
 from evaluation.epoch import evaluate_epoch, final_test_embedding, keep_best
 from evaluation.logger import PROTOCOLS, RunLogger, epoch_line
 from evaluation.splits import display_name
 from utilities import embedding_map, online, resume, retrieval_grid
+from utilities.async_checkpoint import CheckpointWriter
 from utilities.checkpoint import save_atomic
 from utilities.device import resolve_device
 from utilities.errors import EXIT_DIVERGED, EXIT_USAGE, Interrupted, TrainingDiverged, UsageError
+from utilities.precision import Precision, compile_modules, configure_kernels, deterministic, keep_kernel_options, \
+    optimizer_options
 from utilities.preemption import StopSignals
 from utilities.run_folder import check_save_path, jsonable_options, make_run_dir, run_name, write_parameters
 from utilities.run_lock import RunLock
-from utilities.seeding import seed_everything, worker_init
+from utilities.seeding import seed_everything
 from utilities.training import EpochInterrupted, EpochProgress, train_one_epoch
 
 
-def build_optimizer(opt, model, criterion):
+def build_optimizer(opt, model, criterion, device=torch.device("cpu")):
     groups = [g for g in model.param_groups(opt) + criterion.param_groups() if g["params"]]
     if opt.optim == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=0.9)
+        optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=0.9, **optimizer_options(torch.optim.SGD, device))
     else:
-        optimizer = torch.optim.Adam(groups, lr=opt.lr)
+        optimizer = torch.optim.Adam(groups, lr=opt.lr, **optimizer_options(torch.optim.Adam, device))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=opt.tau, gamma=opt.gamma) \
         if opt.scheduler == "step" else None
     return optimizer, scheduler
 
 
 def build_loaders(opt, splits: dict, device) -> dict:
-    """The training loader (batch sampler) and, per evaluated split (`testing`, ...), {"query": loader[, "gallery": loader]};
-    for a sampler with an embedding storage, `storage`: the training images with evaluation transforms, to fill it.
-
-    The training loader starts its workers afresh each epoch, seeded from its own generator, whose state the
-    `last` checkpoint keeps, so a resumed run draws the same augmentations (utilities/resume.py).
-    """
-    workers = 0 if splits["training"].in_memory else min(opt.kernels, os.cpu_count() or 1)
-    common = dict(num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=worker_init)
-    sampler = datasets.select_sampler(opt.data_sampler, splits["training"], opt, device)
-    loaders = {"training": DataLoader(splits["training"], batch_sampler=sampler, persistent_workers=False,
-                                      generator=torch.Generator().manual_seed(opt.seed), **common)}
-    if sampler.storage is not None:
-        loaders["storage"] = DataLoader(splits["evaluation"], batch_size=opt.bs, shuffle=False, persistent_workers=False,
-                                        generator=torch.Generator().manual_seed(opt.seed), **common)
-    for split, sets in evaluation.evaluated_sets(splits, include_train=not opt.no_train_metrics).items():
-        loaders[split] = {role: DataLoader(dataset, batch_size=opt.bs, shuffle=False, persistent_workers=workers > 0,
-                                           generator=torch.Generator().manual_seed(opt.seed), **common)
-                          for role, dataset in sets.items()}
-    return loaders
+    """The training loader and, per evaluated split (`testing`, ...), {"query": loader[, "gallery": loader]},
+    and for a sampler with an embedding storage `storage`, the training images with evaluation transforms
+    (datasets/loading.py: the decoded-image store or streaming workers, per --data_cache)."""
+    return loading.build_loaders(opt, splits, device)
 
 
 def embed_training_set(model, loaders, device) -> torch.Tensor:
@@ -99,6 +86,11 @@ def draw_pictures(opt, run_dir: str, epoch: int, test_split, test_embedding, que
                             *test_embedding, queries, opt.retrieval_k, f"{shown} retrieval after epoch {epoch + 1}/{opt.n_epochs}")
 
 
+def due(epoch: int, every: Optional[int], n_epochs: int) -> bool:
+    """Whether a task done every `every` epochs (None or 0: only after the last) falls after `epoch` (0-based)."""
+    return epoch + 1 == n_epochs or bool(every) and (epoch + 1) % every == 0
+
+
 def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSignals] = None) -> dict:
     """Build everything, then train in a new run folder (or `resumed`'s, whose lock the caller holds).
     `stop`: the SIGTERM/SIGINT handling of `main` (none: the run is never asked to stop)."""
@@ -107,14 +99,18 @@ def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSign
     if not resumed:
         check_save_path(opt.save_path, opt.dataset)
     seed_everything(opt.seed)
+    configure_kernels(device, deterministic(opt, device))
     splits = datasets.select(opt.dataset, opt, opt.source_path)
     n_classes = splits["training"].n_classes
     model = architectures.select(opt.arch, opt).to(device)
     criterion = criteria.from_opt(opt.loss, opt, n_classes=n_classes, feature_dim=model.feature_dim).to(device)
-    optimizer, scheduler = build_optimizer(opt, model, criterion)
+    precision = Precision.build(opt, device, model)
+    precision.prepare_model(model)
+    optimizer, scheduler = build_optimizer(opt, model, criterion, device)
     loaders = build_loaders(opt, splits, device)
     parts = dict(model=model, criterion=criterion, optimizer=optimizer, scheduler=scheduler, loader=loaders["training"])
-    start_epoch, progress = resume.restore(resumed.state, **parts) if resumed else (0, None)
+    start_epoch, progress = resume.restore(resumed.state, **parts, precision=precision) if resumed else (0, None)
+    keep_kernel_options(optimizer, optimizer_options(type(optimizer), device))
     if opt.dry_run:
         print(describe(opt, splits, model, criterion, device), flush=True)
         where = f"; --checkpoint would continue {resumed.run_dir} at {position(start_epoch, progress, opt)}" \
@@ -122,15 +118,21 @@ def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSign
         print(f"Dry run: data, model, criterion and optimizer built; nothing trained{where}.", flush=True)
         return {"dry_run": True, "best": {}, "last": {}, "epochs": 0, "train_seconds": 0.0, "run_dir": None}
 
+    stores = loading.prepare(loaders)  # decoding is part of the set-up: a stop signal during it stops at once
+    if stores:
+        print(stores, flush=True)
+    if opt.compile:
+        compile_modules(model, criterion)
     storage = loaders["training"].batch_sampler.storage
     if storage is not None and not resumed:  # a resumed run has it from its checkpoint
         storage.fill(embed_training_set(model, loaders, device))
     stop.defer()  # from here on a stop signal waits for a step to end, and the run saves before it stops
     if resumed:
-        return run(opt, resumed.run_dir, splits, loaders, parts, device, stop, resumed, start_epoch, progress)
+        return run(opt, resumed.run_dir, splits, loaders, parts, precision, device, stop, resumed, start_epoch,
+                   progress)
     run_dir = make_run_dir(opt)
     with RunLock(run_dir):
-        return run(opt, run_dir, splits, loaders, parts, device, stop)
+        return run(opt, run_dir, splits, loaders, parts, precision, device, stop)
 
 
 def position(epoch: int, progress: Optional[EpochProgress], opt) -> str:
@@ -138,11 +140,12 @@ def position(epoch: int, progress: Optional[EpochProgress], opt) -> str:
     return f"epoch {epoch + 1}/{opt.n_epochs}" + (f", step {progress.step + 1}" if progress else "")
 
 
-def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, device, stop: StopSignals,
+def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, precision: Precision, device, stop: StopSignals,
         resumed: Optional[resume.Resumed] = None, start_epoch: int = 0,
         progress: Optional[EpochProgress] = None) -> dict:
-    """Train and evaluate from `start_epoch` (and `progress` into it) to --n_epochs in `run_dir`, logging and
-    checkpointing every epoch; stop at the first safe point after a stop signal (`Interrupted`)."""
+    """Train and evaluate from `start_epoch` (and `progress` into it) to --n_epochs in `run_dir`, logging every
+    epoch and checkpointing every --checkpoint_every epochs; stop at the first safe point after a stop signal
+    (`Interrupted`), with a checkpoint of that point."""
     model, criterion, optimizer, scheduler = parts["model"], parts["criterion"], parts["optimizer"], parts["scheduler"]
     n_classes = splits["training"].n_classes
     storage = loaders["training"].batch_sampler.storage
@@ -163,16 +166,22 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, device, sto
 
     last_path = os.path.join(run_dir, resume.LAST_CHECKPOINT)
 
-    def save_last(epoch: int, within: Optional[EpochProgress] = None) -> None:
-        save_atomic(resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
-                                          opt_dict=jsonable_options(opt), online=online_ref, progress=within),
-                    last_path)
+    def last_state(epoch: int, within: Optional[EpochProgress] = None) -> dict:
+        return resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
+                                     opt_dict=jsonable_options(opt), online=online_ref, progress=within,
+                                     precision=precision)
+
+    def save_last_now(epoch: int, within: Optional[EpochProgress] = None) -> None:
+        """Before the run stops: after every background write, so none of them lands on top of this one."""
+        writer.close()
+        save_atomic(last_state(epoch, within), last_path)
 
     # The retrieval grid ranks a split against itself; query/gallery datasets (In-Shop) get no grid.
     test_split = splits.get("testing")
     queries = retrieval_grid.pick_queries(len(test_split) if test_split is not None else 0, opt.retrieval_queries,
                                           opt.seed)
     test_embedding = None
+    writer = CheckpointWriter()  # the end-of-epoch `last` and best checkpoints are written in the background
     for epoch in range(start_epoch, opt.n_epochs):
         continued = progress is not None and epoch == start_epoch  # its storage refresh is in the checkpoint
         if storage is not None and storage.refresh_each_epoch and epoch > 0 and not continued:
@@ -180,12 +189,13 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, device, sto
         try:
             within = progress if continued else EpochProgress.starting(loaders["training"])
             stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch, within,
-                                    lambda: stop.requested)
+                                    lambda: stop.requested, precision=precision)
         except TrainingDiverged as err:
+            writer.close()
             kept = f"the last good checkpoint is {last_path}" if os.path.exists(last_path) else "no epoch completed"
             raise TrainingDiverged(f"{err}; stopped, {kept}") from None
         except EpochInterrupted as interrupted:
-            save_last(epoch - 1, interrupted.progress)
+            save_last_now(epoch - 1, interrupted.progress)
             raise Interrupted(stop.signum, f"at epoch {epoch + 1}/{opt.n_epochs}, step {interrupted.progress.step}/"
                                            f"{len(loaders['training'])}", last_path) from None
         train_seconds += stats["seconds"]
@@ -195,25 +205,30 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, device, sto
         logger.log_epoch_number(epoch)
 
         eval_start = time.time()
-        results, test_embedding = evaluate_epoch(model, loaders, device, opt, logger, epoch, n_classes)
+        results, test_embedding = evaluate_epoch(model, loaders, device, opt, logger, epoch, n_classes, precision,
+                                                 evaluate_training=due(epoch, opt.train_eval_every, opt.n_epochs))
         eval_seconds = time.time() - eval_start
         logger.flush_online(epoch)
         print(epoch_line(epoch, opt.n_epochs, stats["loss"], results, stats["seconds"], eval_seconds), flush=True)
 
-        keep_best(logger, results, run_dir, opt, model=model, criterion=criterion, epoch=epoch)
+        writer.wait()  # the previous epoch's checkpoints are on disk before this epoch's are queued
+        keep_best(logger, results, run_dir, opt, model=model, epoch=epoch, writer=writer)
         if scheduler is not None:
             scheduler.step()
-        if opt.plot_every and ((epoch + 1) % opt.plot_every == 0 or epoch + 1 == opt.n_epochs):
+        if opt.plot_every != 0 and due(epoch, opt.plot_every, opt.n_epochs):
             draw_pictures(opt, run_dir, epoch, test_split, test_embedding, queries)
-        save_last(epoch)
         if stop.requested:
+            save_last_now(epoch)
             raise Interrupted(stop.signum, f"after epoch {epoch + 1}/{opt.n_epochs}", last_path)
+        if due(epoch, opt.checkpoint_every, opt.n_epochs):
+            writer.save(last_state(epoch), last_path)
 
     if opt.tsne_points:
-        test_embedding = final_test_embedding(model, loaders, device, opt, test_embedding)
+        test_embedding = final_test_embedding(model, loaders, device, opt, test_embedding, precision)
         if test_embedding is not None and len(test_embedding[1]) >= 3:
             embedding_map.draw(run_dir, display_name("testing"), *test_embedding, opt.tsne_points, opt.seed)
 
+    writer.close()
     summary = {"best": logger.best(), "last": logger.last(), "protocols": PROTOCOLS, "epochs": opt.n_epochs,
                "train_seconds": train_seconds, "run_dir": run_dir}
     logger.write_summary(summary)

@@ -7,7 +7,8 @@ The flag groups, names and defaults are those of the reference S2SD / "Revisitin
   reference README's `--source` would otherwise stop working);
 * the S2SD README's names as aliases: `--loss_distill_{source,target,T,w,net_dims,match_feats,feat_w,
   max_feat_iter}` and `--loss_s2sd_feat_distill_w`;
-* `--device auto|cpu|cuda` and `--pretrained_path FILE`.
+* `--device auto|cpu|cuda` and `--pretrained_path FILE`;
+* the speed flags of `speed_parameters` (`--amp`, `--data_cache`, `--resolution`, ...).
 
 `parse(argv)` validates what can be validated before anything is built (names exist, `--bs` divisible by
 `--samples_per_class`, the miner is allowed by the loss) and stops with one line and exit status 2.
@@ -73,7 +74,7 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
                    help="Backbone plus modifiers: <name>[_frozen][_normalize][_double].")
     g.add_argument("--no_train_metrics", action="store_true", help="Skip the per-epoch evaluation on the training images.")
     g.add_argument("--evaluate_on_gpu", action="store_true",
-                   help="Compute the evaluation metrics with torch on the GPU (no faiss-gpu needed).")
+                   help="Compute the evaluation metrics on the GPU (no faiss-gpu needed); the default on CUDA.")
     g.add_argument("--kmeans_train_classes", action="store_true",
                    help="Clustering metrics (nmi, f1, ami, ...) use k = number of training classes, as the reference "
                         "did, instead of the number of classes of the evaluated split (parity with published numbers).")
@@ -161,14 +162,45 @@ def run_parameters(parser: argparse.ArgumentParser) -> None:
                         "flags may change (docs/runs.md).")
     g.add_argument("--dry_run", action="store_true",
                    help="Build data, model, criterion and optimizer, print the setup and exit without training.")
-    g.add_argument("--plot_every", default=1, type=Bounded(int, ge=0),
-                   help="Redraw the progression plots and the retrieval grid every N epochs and after the last (0: never).")
+    g.add_argument("--plot_every", default=None, type=Bounded(int, ge=0),
+                   help="Draw the progression plots and the retrieval grid every N epochs and after the last "
+                        "(default: only after the last; 0: never).")
     g.add_argument("--retrieval_queries", default=8, type=Bounded(int, ge=0),
                    help="Test queries in the retrieval grid (0: no grid).")
     g.add_argument("--retrieval_k", default=5, type=Bounded(int, ge=1),
                    help="Neighbours shown per query in the retrieval grid.")
     g.add_argument("--tsne_points", default=2000, type=Bounded(int, ge=0),
                    help="At the end, a t-SNE map of at most this many test embeddings (0: no map).")
+
+
+def speed_parameters(parser: argparse.ArgumentParser) -> None:
+    """Speed on a GPU: precision, kernels, the decoded-image store, what runs how often (README, docs/runs.md)."""
+    g = parser.add_argument_group("speed")
+    g.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                   help="Mixed precision of the backbone (embeddings, similarities and losses stay fp32); "
+                        "auto: bf16 on CUDA, off on the CPU. fp16 scales the loss.")
+    g.add_argument("--deterministic", action="store_true",
+                   help="On CUDA, deterministic kernels without cuDNN autotuning: bit-exact resumption, slower "
+                        "convolutions. The CPU is always deterministic.")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the backbone and the criterion (a minute or more of compilation first).")
+    g.add_argument("--data_cache", default="auto", choices=["auto", "device", "ram", "off"],
+                   help="Decode the photographs once and keep them as uint8 on the GPU (device) or in RAM, with "
+                        "batch-wise augmentation on the device; off: decode every epoch in DataLoader workers. "
+                        "auto: device, else ram, else off on CUDA by size; off on the CPU.")
+    g.add_argument("--data_cache_gb", default=None, type=Bounded(float, gt=0),
+                   help="GPU memory the decoded images may take (default: a quarter of the GPU's memory).")
+    g.add_argument("--data_cache_dir", default=None, type=str,
+                   help="Folder of decoded images kept for later runs (default: <save_path>/.decoded_images; "
+                        "'none': keep nothing on disk).")
+    g.add_argument("--resolution", default=None, type=Bounded(int, ge=1),
+                   help="Input size N: training crops N x N, evaluation resizes to round(8N/7) and crops N "
+                        "(default: the backbone's, 224 for ResNet-50).")
+    g.add_argument("--train_eval_every", default=1, type=Bounded(int, ge=1),
+                   help="Evaluate the training images every N epochs and after the last (without "
+                        "--no_train_metrics).")
+    g.add_argument("--checkpoint_every", default=1, type=Bounded(int, ge=1),
+                   help="Write checkpoint_last.pth.tar every N epochs and after the last.")
 
 
 GROUPS = (
@@ -179,6 +211,7 @@ GROUPS = (
     wandb_parameters,
     s2sd_parameters,
     run_parameters,
+    speed_parameters,
 )
 
 

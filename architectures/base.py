@@ -18,6 +18,10 @@ class EmbeddingNetwork(nn.Module):
 
     With `frozen`, every BatchNorm layer stays in eval mode (its running statistics are not updated) even
     under `train()`; its affine parameters still train, as in the reference.
+
+    Under mixed precision (`--amp`, utilities/precision.py) only the trunk runs under autocast: the feature
+    map is cast to fp32 and everything after it (pooling, `last_linear`, normalisation) runs with autocast
+    switched off, so every output is fp32. Without autocast both steps change nothing.
     """
 
     def __init__(self, trunk: nn.Module, feature_dim: int, embed_dim: int, *, normalize: bool, double: bool,
@@ -43,6 +47,10 @@ class EmbeddingNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         features = self.trunk(x)
+        with torch.autocast(features.device.type, enabled=False):
+            return self.head(features.float())
+
+    def head(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
         pooled = F.adaptive_avg_pool2d(features, 1).flatten(1)
         if self.double:
             pooled = pooled + F.adaptive_max_pool2d(features, 1).flatten(1)

@@ -86,7 +86,7 @@ def select(name: str, opt, source_path: str) -> dict:
                          "dataset's folders and files readable") from None
     if name in EMBEDDED:
         def make_transform(train):
-            return transforms.glyph(train, convention, fill=EMBEDDED[name][1])
+            return transforms.glyph(train, convention, fill=EMBEDDED[name][1], size=getattr(opt, "resolution", None))
     else:
         def make_transform(train):
             return transforms.photo(opt, train, convention)

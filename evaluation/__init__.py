@@ -23,6 +23,7 @@ from tqdm import tqdm
 import metrics
 from evaluation import evaltypes as evaltype_parsing
 from evaluation.splits import EVALUATED
+from utilities.precision import Precision
 
 
 def evaluated_sets(splits: Mapping, include_train: bool = True) -> Dict[str, Dict[str, object]]:
@@ -41,56 +42,69 @@ def evaluated_sets(splits: Mapping, include_train: bool = True) -> Dict[str, Dic
     return sets
 
 
-@torch.no_grad()
-def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data",
-          progress: Optional[bool] = None) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+@torch.inference_mode()
+def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data", progress: Optional[bool] = None,
+          precision=None, on_device: bool = False) -> Tuple[Dict[str, object], np.ndarray]:
     """Run the model in eval mode over `loader`; returns ({output key: N x D float32}, labels N).
-    `progress`: show a progress bar (None: only on a terminal)."""
+    `progress`: show a progress bar (None: only on a terminal).
+
+    The backbone runs under `precision`'s autocast (utilities/precision.py; its outputs are fp32 whatever
+    it is). With `on_device` the features stay on `device` as tensors (no copy, no host synchronisation
+    per batch), else they are numpy arrays.
+    """
+    precision = precision or Precision(torch.device(device))
     was_training = model.training
     model.eval()
     outputs = {key: [] for key in keys}
     labels = []
     for batch_labels, images, _ in tqdm(loader, desc=desc, leave=False, disable=None if progress is None else not progress):
-        out = model(images.to(device, non_blocking=True))
+        with precision.autocast():
+            out = model(precision.prepare_images(images.to(device, non_blocking=True)))
         for key in keys:
-            outputs[key].append(out[key].float().cpu())
-        labels.append(batch_labels)
+            outputs[key].append(out[key].float() if on_device else out[key].float().cpu())
+        labels.append(batch_labels.cpu())
     model.train(was_training)
-    return {key: torch.cat(x).numpy() for key, x in outputs.items()}, torch.cat(labels).numpy()
+    features = {key: torch.cat(x) for key, x in outputs.items()}
+    return ({key: x if on_device else x.numpy() for key, x in features.items()}, torch.cat(labels).numpy())
 
 
 def metric_backend(opt, device) -> Tuple[str, object]:
-    """(backend, device) for `metrics.compute_metrics`: the torch path on the GPU with --evaluate_on_gpu,
-    faiss on the CPU otherwise."""
-    if not opt.evaluate_on_gpu:
-        return "faiss", None
-    if torch.device(device).type != "cuda":
+    """(backend, device) for `metrics.compute_metrics`: on CUDA the metrics run on the GPU (faiss-gpu's k-means
+    when that build is installed, else torch), on the CPU with faiss (CPU). --evaluate_on_gpu is the CUDA
+    default; on a CPU run it warns."""
+    if torch.device(device).type == "cuda":
+        return metrics.gpu_backend(), device
+    if opt.evaluate_on_gpu:
         warnings.warn("--evaluate_on_gpu: the run is on the CPU; computing the metrics with faiss on the CPU")
-        return "faiss", None
-    return "torch", device
+    return "faiss", None
 
 
-def embed_split(model, loaders, device, opt, desc: str):
+def embed_split(model, loaders, device, opt, desc: str, precision=None, on_device: bool = False):
     """Embed one evaluated split: ({evaltype: query features}, query labels, {evaltype: gallery features},
-    gallery labels or None). `loaders` is a DataLoader or {"query": loader[, "gallery": loader]}."""
+    gallery labels or None). `loaders` is a DataLoader or {"query": loader[, "gallery": loader]}. With
+    `on_device` the features stay on `device` (tensors), else they are numpy arrays."""
     if not isinstance(loaders, Mapping):
         loaders = {"query": loaders}
     keys = evaltype_parsing.output_keys(opt.evaltypes)
-    query, query_labels = embed(model, loaders["query"], device, keys, desc=desc)
+    query, query_labels = embed(model, loaders["query"], device, keys, desc=desc, precision=precision,
+                                on_device=on_device)
     gallery, gallery_labels = ({}, None)
     if "gallery" in loaders:
-        gallery, gallery_labels = embed(model, loaders["gallery"], device, keys, desc=desc.replace(" Data", " Gallery"))
+        gallery, gallery_labels = embed(model, loaders["gallery"], device, keys, desc=desc.replace(" Data", " Gallery"),
+                                        precision=precision, on_device=on_device)
     query_features = evaltype_parsing.features(opt.evaltypes, query)
     gallery_features = evaltype_parsing.features(opt.evaltypes, gallery) if gallery else {}
     return query_features, query_labels, gallery_features, gallery_labels
 
 
-def embed_and_score(model, loaders, device, opt, desc: str, n_train_classes: Optional[int] = None):
+def embed_and_score(model, loaders, device, opt, desc: str, n_train_classes: Optional[int] = None, precision=None):
     """(metrics {evaltype: {metric: value}}, query features {evaltype: N x D}, query labels N) for one split.
 
-    `n_train_classes` is the k of the clustering metrics with --kmeans_train_classes (or --reference_parity)."""
-    query_features, query_labels, gallery_features, gallery_labels = embed_split(model, loaders, device, opt, desc)
+    `n_train_classes` is the k of the clustering metrics with --kmeans_train_classes (or --reference_parity).
+    When the metrics run on the GPU, the features never leave it."""
     backend, metric_device = metric_backend(opt, device)
+    query_features, query_labels, gallery_features, gallery_labels = embed_split(
+        model, loaders, device, opt, desc, precision, on_device=metric_device is not None)
     train_classes_k = opt.kmeans_train_classes or opt.reference_parity
     if train_classes_k and n_train_classes is None:
         raise ValueError("--kmeans_train_classes: pass n_train_classes, the number of training classes")

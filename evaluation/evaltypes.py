@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from metrics import as_numpy
 from utilities.errors import UsageError
 from utilities.registry import Registry
 
@@ -83,14 +84,15 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def features(names: Sequence[str], outputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """{evaltype: N x D features} from the model's outputs {output key: N x D}."""
+    """{evaltype: N x D features} from the model's outputs {output key: N x D}. A plain evaltype passes its
+    output through as it is (array or tensor); a combination is computed on the host in float64."""
     result = {}
     for name in names:
         evaltype = parse(name)
         if not evaltype.weights:
             result[name] = outputs[evaltype.output_keys[0]]
             continue
-        parts = [w * _normalise(outputs[key].astype(np.float64))
+        parts = [w * _normalise(as_numpy(outputs[key]).astype(np.float64))
                  for w, key in zip(evaltype.weights, evaltype.output_keys)]
         result[name] = _normalise(np.concatenate(parts, axis=1)).astype(np.float32)
     return result

@@ -2,8 +2,8 @@
 
 The options come from the run folder's `parameters.json` (written when the run starts), laid over today's
 defaults, so a run made before a flag existed still loads. Only the model's weights are read from the
-checkpoint: a best checkpoint holds `{"model", "criterion", "epoch", "opt", ...}` today, a `last` one the whole
-training state, and a file holding the state dict alone is accepted too. S2SD's target heads live in the
+checkpoint: a best checkpoint holds `{"model", "epoch", "opt", ...}` (runs before issue 10 also kept the
+criterion there), a `last` one the whole training state, and a file holding the state dict alone is accepted too. S2SD's target heads live in the
 criterion, so they are never built: the network is the embedding network that the run evaluated.
 """
 from __future__ import annotations

@@ -78,13 +78,15 @@ def compute_metrics(embeddings, labels, names: Sequence[str], *, gallery=None, g
     Without a gallery every sample is a query against all the others; with `gallery` (M x D) and
     `gallery_labels` (M,) the embeddings are queries retrieved from the gallery (same label = relevant).
     Options: `n_clusters` for the clustering metrics (default: the number of distinct query labels),
-    `seed` of the k-means, `threads` for faiss, `backend` "faiss" (CPU) or "torch" with a torch `device`.
+    `seed` of the k-means, `threads` for faiss, `backend` "faiss" (CPU), "torch" or "faiss_gpu" with a torch
+    `device`. The torch-based backends search tensors where they are (no copy to the host and back).
     """
     from metrics.context import EvaluationContext
 
     parsed = [(name, *split_name(name)) for name in names]
-    context = EvaluationContext(_as_numpy(embeddings), _as_numpy(labels), _as_numpy(gallery),
-                                _as_numpy(gallery_labels), n_clusters=n_clusters, seed=seed, threads=threads,
+    features = (lambda x: x) if backend in TENSOR_BACKENDS else as_numpy
+    context = EvaluationContext(features(embeddings), as_numpy(labels), features(gallery),
+                                as_numpy(gallery_labels), n_clusters=n_clusters, seed=seed, threads=threads,
                                 backend=backend, device=device)
     for _, _, family, param in parsed:
         k = family.knn_k(param, context.max_relevant)
@@ -94,7 +96,19 @@ def compute_metrics(embeddings, labels, names: Sequence[str], *, gallery=None, g
     return {name: float(family.compute(context, param)) for name, _, family, param in parsed}
 
 
-def _as_numpy(x):
+#: Backends whose neighbour search takes torch tensors on their device.
+TENSOR_BACKENDS = ("torch", "faiss_gpu")
+
+
+def gpu_backend() -> str:
+    """The backend for embeddings on a GPU: `faiss_gpu` when a faiss-gpu build is installed, else `torch`."""
+    from metrics.backends import faiss_gpus
+
+    return "faiss_gpu" if faiss_gpus() > 0 else "torch"
+
+
+def as_numpy(x):
+    """A numpy array from a numpy array, a list or a tensor on any device; None stays None."""
     if x is None:
         return None
     if hasattr(x, "detach"):

@@ -1,4 +1,4 @@
-"""k-means cluster assignments: faiss on the CPU, torch on any device (used on the GPU).
+"""k-means cluster assignments: faiss on the CPU (or on the GPU with a faiss-gpu build), torch on any device.
 
 Both run Lloyd's algorithm for `n_iter` iterations from `n_clusters` distinct data points drawn with `seed`,
 with no subsampling, re-seed an empty cluster by splitting a populated one (as faiss does), and return each
@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from metrics.neighbours import as_tensor
 from metrics.threads import thread_limit
 
 #: faiss' relative perturbation when an empty cluster takes over half of a populated one.
@@ -22,17 +23,24 @@ SPLIT_EPS = 1.0 / 1024.0
 
 
 def faiss_kmeans(x: np.ndarray, n_clusters: int, *, seed: int = 0, n_iter: int = 20, spherical: bool = False,
-                 threads: Optional[int] = None, device=None) -> np.ndarray:
+                 threads: Optional[int] = None, device=None, gpu: bool = False) -> np.ndarray:
+    """faiss' k-means; `gpu` trains it on the GPU (a faiss-gpu build)."""
     import faiss
 
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    from metrics import as_numpy
+
+    x = np.ascontiguousarray(as_numpy(x), dtype=np.float32)
     n_clusters = max(1, min(n_clusters, len(x)))
     kmeans = faiss.Kmeans(x.shape[1], n_clusters, niter=n_iter, seed=seed, spherical=spherical, verbose=False,
-                          min_points_per_centroid=1, max_points_per_centroid=max(len(x), 1))
+                          min_points_per_centroid=1, max_points_per_centroid=max(len(x), 1), gpu=gpu)
     with thread_limit(x.size * n_clusters * n_iter, threads):
         kmeans.train(x)
         _, assignment = kmeans.index.search(x, 1)
     return assignment[:, 0].astype(np.int64)
+
+
+def faiss_gpu_kmeans(x, n_clusters: int, **options) -> np.ndarray:
+    return faiss_kmeans(x, n_clusters, gpu=True, **options)
 
 
 def torch_kmeans(x, n_clusters: int, *, seed: int = 0, n_iter: int = 20, spherical: bool = False,
@@ -45,7 +53,7 @@ def _torch_kmeans(x, n_clusters: int, *, seed: int, n_iter: int, spherical: bool
     import torch
 
     device = torch.device(device or "cpu")
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+    x = as_tensor(x, device).float()
     n, dim = x.shape
     n_clusters = max(1, min(n_clusters, n))
     generator = torch.Generator().manual_seed(seed)

@@ -21,7 +21,10 @@ import numpy as np
 from metrics.backends import BACKENDS
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
+def l2_normalise(x):
+    """Rows divided by max(||row||, 1e-12); numpy arrays or tensors (which stay on their device)."""
+    if not isinstance(x, np.ndarray):
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
@@ -32,13 +35,28 @@ SPACES = {"euclidean": lambda x: x, "cosine": l2_normalise}
 SHORT_LIST = 32
 
 
-def _as_embeddings(x, what: str) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
+def _as_embeddings(x, what: str):
+    """float32 N x D, checked finite: a numpy array, or a tensor kept on its device (torch-based backends)."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "detach"):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        finite = np.isfinite(x).all()
+    else:
+        x = x.detach().float().contiguous()
+        finite = bool(x.isfinite().all())
     if x.ndim != 2:
-        raise ValueError(f"{what} must be N x D; got shape {x.shape}")
-    if not np.isfinite(x).all():
+        raise ValueError(f"{what} must be N x D; got shape {tuple(x.shape)}")
+    if not finite:
         raise ValueError(f"{what} contain NaN or infinite values; the model diverged or the input is broken")
     return x
+
+
+def take_rows(x, rows: np.ndarray):
+    """x[rows] for a numpy array or a tensor (indexed on its own device)."""
+    if isinstance(x, np.ndarray):
+        return x[rows]
+    import torch
+
+    return x.index_select(0, torch.as_tensor(rows, device=x.device))
 
 
 class EvaluationContext:
@@ -46,18 +64,19 @@ class EvaluationContext:
 
     def __init__(self, query, query_labels, gallery=None, gallery_labels=None, *, n_clusters: Optional[int] = None,
                  seed: int = 0, threads: Optional[int] = None, backend: str = "faiss", device=None):
-        self.query = _as_embeddings(query, "embeddings")
+        self._query = _as_embeddings(query, "embeddings")
+        self._query_host: Optional[np.ndarray] = None
         query_labels = np.asarray(query_labels).reshape(-1)
-        if len(query_labels) != len(self.query):
-            raise ValueError(f"got {len(self.query)} embeddings but {len(query_labels)} labels")
+        if len(query_labels) != len(self._query):
+            raise ValueError(f"got {len(self._query)} embeddings but {len(query_labels)} labels")
         if (gallery is None) != (gallery_labels is None):
             raise ValueError("pass both gallery and gallery_labels, or neither")
         self.gallery = None if gallery is None else _as_embeddings(gallery, "gallery embeddings")
         if self.gallery is not None:
             gallery_labels = np.asarray(gallery_labels).reshape(-1)
-            if len(gallery_labels) != len(self.gallery) or self.gallery.shape[1] != self.query.shape[1]:
-                raise ValueError(f"gallery: got {self.gallery.shape} embeddings and {len(gallery_labels)} labels "
-                                 f"for {self.query.shape[1]}-d queries")
+            if len(gallery_labels) != len(self.gallery) or self.gallery.shape[1] != self._query.shape[1]:
+                raise ValueError(f"gallery: got {tuple(self.gallery.shape)} embeddings and {len(gallery_labels)} labels "
+                                 f"for {self._query.shape[1]}-d queries")
             codes = np.unique(np.concatenate([query_labels, gallery_labels]), return_inverse=True)[1].reshape(-1)
             self.labels, self.gallery_labels = codes[:len(query_labels)], codes[len(query_labels):]
         else:
@@ -79,6 +98,13 @@ class EvaluationContext:
         self._clusters: Dict[tuple, np.ndarray] = {}
 
     @property
+    def query(self) -> np.ndarray:
+        """The query embeddings as a numpy array (metrics computed on the host read them)."""
+        if self._query_host is None:
+            self._query_host = self._query if isinstance(self._query, np.ndarray) else self._query.cpu().numpy()
+        return self._query_host
+
+    @property
     def leave_one_out(self) -> bool:
         return self.gallery is None
 
@@ -91,7 +117,7 @@ class EvaluationContext:
         if role == "gallery" and self.leave_one_out:
             role = "query"
         if (space, role) not in self._points:
-            self._points[space, role] = SPACES[space](self.query if role == "query" else self.gallery)
+            self._points[space, role] = SPACES[space](self._query if role == "query" else self.gallery)
         return self._points[space, role]
 
     def request_neighbours(self, space: str, k: int) -> None:
@@ -109,7 +135,7 @@ class EvaluationContext:
         """len(rows) x k booleans: whether the j-th nearest gallery sample of query `rows[i]` is relevant."""
         query = self.points(space, "query")
         gallery = query if self.leave_one_out else self.points(space, "gallery")
-        subset = query if len(rows) == len(query) else query[rows]
+        subset = query if len(rows) == len(query) else take_rows(query, rows)
         out = np.zeros((len(rows), k), dtype=bool)
         for start, found in self.backend.neighbours(subset, gallery, k, threads=self.threads, device=self.device,
                                                     self_index=rows if self.leave_one_out else None):
@@ -121,7 +147,7 @@ class EvaluationContext:
         """N_query x k booleans: whether the j-th nearest gallery sample has the query's label (False for the
         -1 padding when fewer than k candidates exist)."""
         if space not in self._matches:
-            self._matches[space] = self._search(space, np.arange(len(self.query)), self._k.get(space, 0))
+            self._matches[space] = self._search(space, np.arange(len(self._query)), self._k.get(space, 0))
         return self._matches[space]
 
     def first_hit(self, space: str) -> np.ndarray:

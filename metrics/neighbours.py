@@ -6,7 +6,8 @@ canonical order, so the metrics do not depend on which one ran:
 * `faiss_neighbours` (CPU): `faiss.IndexFlatL2`, whose result heap already breaks ties by index (checked
   for faiss-cpu 1.15; `IndexFlatIP` does not, which is why cosine neighbours are searched as Euclidean
   neighbours of the L2-normalised embeddings, the same ranking);
-* `torch_neighbours` (any torch device, used on the GPU): one chunk of queries against the whole gallery
+* `torch_neighbours` (any torch device, used on the GPU; numpy arrays or tensors, which stay where they
+  are when that is `device`): one chunk of queries against the whole gallery
   by matmul, `topk`, then an exact re-selection of the rows whose k-th distance is tied.
 
 In leave-one-out evaluation (`self_index`: the gallery index of each query) each query's own index is removed
@@ -77,8 +78,8 @@ def torch_neighbours(query, gallery, k: int, *, self_index: Optional[np.ndarray]
     import torch
 
     device = torch.device(device or "cpu")
-    g = torch.as_tensor(np.asarray(gallery), device=device)
-    q = g if query is gallery else torch.as_tensor(np.asarray(query), device=device)
+    g = as_tensor(gallery, device)
+    q = g if query is gallery else as_tensor(query, device)
     k_search = min(k, len(g) - int(self_index is not None))
     if k_search <= 0:
         yield from _nothing_to_find(len(q), k)
@@ -94,6 +95,13 @@ def torch_neighbours(query, gallery, k: int, *, self_index: Optional[np.ndarray]
                 dist[torch.arange(len(qc), device=device), own[start:start + rows]] = float("inf")
             found = canonical_topk(dist, k_search)
         yield start, _pad(found.cpu().numpy(), k)
+
+
+def as_tensor(x, device):
+    """`x` (a numpy array or a tensor anywhere) as a tensor on `device`, without a copy when it is there."""
+    import torch
+
+    return x.to(device) if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), device=device)
 
 
 def canonical_topk(dist, k: int):

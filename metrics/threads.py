@@ -14,21 +14,22 @@ SMALL_WORK = 1e7
 @contextmanager
 def thread_limit(work: float, threads: Optional[int]):
     """Run the block with one thread when `work` is small, else with `threads` (None: library default);
-    the previous settings are restored afterwards. torch is only touched if it is already imported."""
-    import faiss
-
+    the previous settings are restored afterwards. faiss and torch are only touched if they are already
+    imported (the torch backend runs without faiss installed)."""
     n = 1 if work < SMALL_WORK else threads
     if not n:
         yield
         return
-    torch = sys.modules.get("torch")
-    previous = faiss.omp_get_max_threads(), torch.get_num_threads() if torch else None
-    faiss.omp_set_num_threads(n)
+    faiss, torch = sys.modules.get("faiss"), sys.modules.get("torch")
+    previous = faiss.omp_get_max_threads() if faiss else None, torch.get_num_threads() if torch else None
+    if faiss:
+        faiss.omp_set_num_threads(n)
     if torch:
         torch.set_num_threads(n)
     try:
         yield
     finally:
-        faiss.omp_set_num_threads(previous[0])
+        if faiss:
+            faiss.omp_set_num_threads(previous[0])
         if torch:
             torch.set_num_threads(previous[1])

@@ -2,6 +2,8 @@
 
     python tests/interrupt_run.py --after-steps N -- <main.py flags>
         SIGKILL right after the N-th optimizer step (the middle of an epoch unless N is a multiple of its steps).
+        Checkpoints are written before the run goes on (as the background writer has long done in a real
+        run by then: a write takes far less than an epoch), so the kill finds the last epoch's on disk.
     python tests/interrupt_run.py --during-save N -- <main.py flags>
         on the N-th write of checkpoint_last.pth.tar, write the first half of its bytes to the temporary file,
         flush them to disk, then SIGKILL: a kill in the middle of a checkpoint write.
@@ -39,6 +41,16 @@ def kill_after_steps(n: int) -> None:
         return out
 
     torch.optim.Adam.step = counted
+
+    from utilities.async_checkpoint import CheckpointWriter
+
+    save = CheckpointWriter.save
+
+    def written_at_once(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        self.wait()
+
+    CheckpointWriter.save = written_at_once
 
 
 def kill_during_save(n: int) -> None:

@@ -5,8 +5,8 @@ results of an uninterrupted one.
 The runs are tiny (a miniature CUB200 tree, slimresnet18, 2 steps per epoch) but exercise everything a resume
 must restore: S2SD with margin source and target criteria (learnable betas in their own optimizer groups),
 the distance miner (torch random numbers), feature distillation switched on by S2SD's iteration counter in
-the middle of the interrupted epoch, a MultiStepLR milestone, Adam moments, the class_random sampler and
-DataLoader workers drawing random crops.
+the middle of the interrupted epoch, a MultiStepLR milestone, Adam moments, the class_random sampler, and
+random crops drawn by DataLoader workers or, with the decoded-image store (--data_cache ram), batch-wise.
 """
 import csv
 import json
@@ -55,12 +55,14 @@ def weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The tiny run without interruption: 2 epochs of 2 steps. Returns (flags for the same run, its summary)."""
+@pytest.fixture(scope="module", params=[[], ["--data_cache", "ram", "--deterministic"]], ids=["workers", "store"])
+def uninterrupted(tmp_path_factory, request):
+    """The tiny run without interruption: 2 epochs of 2 steps, its crops drawn by DataLoader workers, or batch-wise
+    from the decoded-image store (whose disk cache the killed run then reads). Returns (flags for the same run,
+    its summary)."""
     root = tmp_path_factory.mktemp("resume")
     source = write_cub_tree(str(root / "data"), n_classes=8, per_class=2)  # train: 8 images = 2 steps of 4
-    args = TINY + ["--source_path", source, "--save_path", str(root / "runs"), "--n_epochs", "2"]
+    args = TINY + request.param + ["--source_path", source, "--save_path", str(root / "runs"), "--n_epochs", "2"]
     return args, main.main(args + ["--savename", "uninterrupted"])
 
 
@@ -101,6 +103,9 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_results(uninterru
     assert not os.path.exists(os.path.join(killed_dir, ".tmp_left_by_a_kill.pth"))
     assert resumed["run_dir"] == killed_dir
     assert_same_results(killed_dir, reference)
+    if "--data_cache" in args:  # the two stores (training, test) were decoded once, then read back from disk
+        cache = os.path.join(os.path.dirname(os.path.dirname(killed_dir)), ".decoded_images")
+        assert len([n for n in os.listdir(cache) if n.endswith(".npy")]) == 2
 
 
 @pytest.mark.slow

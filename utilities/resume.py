@@ -1,16 +1,19 @@
 """Exact resumption with `--checkpoint`: what a `last` checkpoint holds, how it is found, and how a run is restored.
 
-At the end of every epoch (after evaluation, logging, the best checkpoints and the scheduler step), and when
-the run is stopped by SIGTERM or SIGINT between two steps (utilities/preemption.py), a run writes
-`<run>/checkpoint_last.pth.tar` atomically (utilities/checkpoint.save_atomic). It holds everything the rest
-of the run depends on:
+At the end of every `--checkpoint_every` epochs (default 1) and of the last one (after evaluation, logging,
+the best checkpoints and the scheduler step), a run writes `<run>/checkpoint_last.pth.tar` atomically
+(utilities/checkpoint.save_atomic), from a snapshot, in the background (utilities/async_checkpoint.py). When
+the run is stopped by SIGTERM or SIGINT between two steps (utilities/preemption.py) it waits for that writer,
+then writes the checkpoint of the step reached. It holds everything the rest of the run depends on:
 
 * the model; the criterion (S2SD's target heads and their criteria, margin betas, proxies, and S2SD's
   iteration counter, a buffer); the optimizer; the scheduler;
 * the batch sampler's generator (and a storage sampler's embedding storage), and the random states of
-  Python, numpy, torch (CPU and CUDA) and of the training loader's own generator, from which the loader
-  seeds its workers afresh each epoch (an in-memory dataset such as glyphs draws its augmentations in the
-  main process, from torch's state);
+  Python, numpy, torch (CPU and CUDA) and of the training loader's own generator: the one the loader seeds
+  its workers (or, on CUDA, each batch) from, or with the decoded-image store the one every batch-wise
+  augmentation draws from (an in-memory dataset such as glyphs draws its augmentations in the main process,
+  from torch's state);
+* with `--amp fp16`, the grad scaler's state;
 * the last completed epoch, the logged history (for best values and the summary), the training seconds so
   far, the options, the size of the training split and the W&B run id;
 * written between two steps, `progress`: the step reached in the unfinished epoch and the running sums of
@@ -20,10 +23,10 @@ of the run depends on:
   next step, with the random numbers of an uninterrupted run. A storage sampler's storage is in it twice:
   as the epoch began (with the sampler's state, to choose the epoch's batches again) and as it stopped.
 
-A run killed without warning (SIGKILL, a crash) in the middle of epoch e restarts from the end of epoch
-e - 1 and replays epoch e with the same random numbers. Either way, on the same machine it ends with the
-same weights and metrics as a run that was never interrupted. CSV rows an interrupted run wrote for epochs
-after the checkpoint's are dropped before the run continues.
+A run killed without warning (SIGKILL, a crash) restarts from the end of the epoch of its last checkpoint
+and replays the epochs after it with the same random numbers. Either way, on the same machine it ends with
+the same weights and metrics as a run that was never interrupted (on CUDA with `--deterministic`). CSV rows
+an interrupted run wrote for epochs after the checkpoint's are dropped before the run continues.
 
 `--checkpoint` takes a run folder or a `checkpoint_last.pth.tar` file; the run continues in the folder that
 holds the file. Best-metric checkpoints hold the model only (for evaluation) and are refused. A resumed
@@ -51,7 +54,8 @@ LAST_CHECKPOINT = "checkpoint_last.pth.tar"
 FORMAT = 1
 #: Flags a resumed run may change: how long and where it runs, and what it draws; never what it learns.
 CHANGEABLE = ("checkpoint", "dry_run", "n_epochs", "kernels", "device", "gpu", "source_path", "save_path",
-              "log_online", "plot_every", "retrieval_queries", "retrieval_k", "tsne_points")
+              "log_online", "plot_every", "retrieval_queries", "retrieval_k", "tsne_points", "checkpoint_every",
+              "train_eval_every", "data_cache_gb", "data_cache_dir")
 
 
 @dataclass
@@ -153,13 +157,15 @@ def set_rng_state(state: dict, loader_generator: torch.Generator) -> None:
 
 def training_state(*, epoch: int, model, criterion, optimizer, scheduler, loader, history: dict,
                    train_seconds: float, opt_dict: dict, online: Optional[dict],
-                   progress: Optional[EpochProgress] = None) -> dict:
-    """The `last` checkpoint after `epoch` (0-based; -1: none) has completed, and `progress` steps into the next."""
+                   progress: Optional[EpochProgress] = None, precision=None) -> dict:
+    """The `last` checkpoint after `epoch` (0-based; -1: none) has completed, and `progress` steps into the next;
+    `precision` (utilities/precision.Precision) holds the grad scaler of `--amp fp16`."""
     rng = rng_state(loader.generator)
     sampler = loader.batch_sampler.state_dict()
     if progress is not None:
         rng["loader"], sampler = progress.loader_state, progress.sampler_state
     return {
+        "scaler": precision.state_dict() if precision is not None else None,
         "format": FORMAT,
         "epoch": epoch,
         "model": model.state_dict(),
@@ -181,7 +187,8 @@ def data_size(training_split) -> dict:
     return {"classes": training_split.n_classes, "images": len(training_split)}
 
 
-def restore(state: dict, *, model, criterion, optimizer, scheduler, loader) -> Tuple[int, Optional[EpochProgress]]:
+def restore(state: dict, *, model, criterion, optimizer, scheduler, loader,
+            precision=None) -> Tuple[int, Optional[EpochProgress]]:
     """Load `state` into freshly built objects (random states last); returns the first epoch still to run and,
     when the checkpoint was written inside it, how far that epoch had come."""
     saved = state.get("data")
@@ -198,6 +205,8 @@ def restore(state: dict, *, model, criterion, optimizer, scheduler, loader) -> T
         raise UsageError(f"--checkpoint: its weights do not fit the model built from the run's settings and data "
                          f"({str(err).strip().splitlines()[0][:200]}); pass the --source_path the run was trained on"
                          ) from None
+    if precision is not None:
+        precision.load_state_dict(state.get("scaler"))
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     loader.batch_sampler.load_state_dict(state["sampler"])

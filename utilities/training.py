@@ -5,25 +5,29 @@ continued later from that step: `EpochProgress` is how far it came, and what its
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from tqdm import tqdm
 
 from utilities.errors import TrainingDiverged
+from utilities.precision import Precision
 from utilities.seeding import random_states_kept
+
+#: On CUDA the loss is read (a host synchronisation) every this many steps and at the end of the epoch.
+CUDA_CHECK_EVERY = 25
 
 
 @dataclass
 class EpochProgress:
     """The first `step` steps of an epoch are done: the running sums of their loss, loss terms and degenerate
     steps, the seconds they took, and the states of the batch sampler and of the loader's generator at the
-    start of the epoch (from which the epoch's batches, and the seeds of its workers, are drawn again). A
-    storage sampler's state holds its embedding storage as the epoch began, from which the epoch's batches
-    were chosen; `storage_state` is that storage where the epoch stopped, after the updates of its steps."""
+    start of the epoch (from which the epoch's batches, and the seeds of its workers or its batch-wise
+    augmentations, are drawn again). A storage sampler's state holds its embedding storage as the epoch began,
+    from which the epoch's batches were chosen; `storage_state` is that storage where the epoch stopped, after
+    the updates of its steps."""
 
     step: int = 0
     loss_sum: float = 0.0
@@ -36,7 +40,8 @@ class EpochProgress:
 
     @classmethod
     def starting(cls, loader) -> "EpochProgress":
-        """An epoch of the DataLoader `loader` about to start (before its iterator is made)."""
+        """An epoch of the training loader `loader` (a DataLoader, or one of datasets/loading.py's loaders,
+        all with `batch_sampler` and `generator`) about to start (before its iterator is made)."""
         return cls(sampler_state=loader.batch_sampler.state_dict(), loader_state=loader.generator.get_state())
 
     def counters(self) -> dict:
@@ -55,27 +60,63 @@ class EpochInterrupted(Exception):
         self.progress = progress
 
 
+class DivergenceMonitor:
+    """Watches the loss on the device: remembers the first step whose loss is not finite, with its loss and
+    terms, without reading anything back; `check` reads it (one synchronisation) and raises."""
+
+    def __init__(self, device):
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.values: Optional[torch.Tensor] = None
+        self.names: List[str] = []
+
+    def record(self, step: int, loss: torch.Tensor, terms: Dict[str, torch.Tensor]) -> None:
+        values = torch.stack([t.detach().float().reshape(()) for t in (loss, *terms.values())])
+        if self.values is None or list(terms) != self.names:
+            self.values, self.names = torch.zeros_like(values), list(terms)
+        new = ~torch.isfinite(values[0]) & (self.first_bad < 0)
+        self.first_bad = torch.where(new, torch.full_like(self.first_bad, step), self.first_bad)
+        self.values = torch.where(new, values, self.values)
+
+    def check(self, epoch: int) -> None:
+        step = int(self.first_bad)
+        if step < 0:
+            return
+        loss, *terms = self.values.tolist()
+        detail = ", ".join(f"{name} {value:.4g}" for name, value in zip(self.names, terms))
+        raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {step + 1}"
+                               + (f" ({detail})" if detail else ""))
+
+
 def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
                     progress: Optional[EpochProgress] = None,
-                    should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
+                    should_stop: Callable[[], bool] = lambda: False, *,
+                    precision: Optional[Precision] = None, check_every: Optional[int] = None) -> Dict[str, float]:
     """Train for one pass of the batch sampler; returns the mean loss, the mean of each logged loss term,
     the number of degenerate steps (no active tuple) and the seconds taken.
 
     A storage sampler's embedding storage (datasets/embedding_storage.py) is updated after each forward pass
     with the batch's detached embeddings at its dataset indices: no extra forward pass.
 
-    The only host synchronisation per step is the loss value, read once for the progress bar and the NaN
-    check; loss terms are summed on the device and read at the end of the epoch.
+    Nothing is read back to the host inside a step: the loss, its terms and the degenerate count are summed
+    on the device, and the NaN/inf check (`DivergenceMonitor`) is read every `check_every` steps (default:
+    every step on the CPU, where reading costs nothing and a bad step is never taken; every
+    `CUDA_CHECK_EVERY` on CUDA, where the steps between a bad one and its check are taken, and their weights
+    are never saved), at the end of the epoch and before the epoch stops early. The backbone runs under
+    `precision` (fp32 by default).
 
     `progress` (`EpochProgress.starting(loader)` for a new epoch that may be stopped) continues an epoch from
     its step `progress.step` (a resumed run: the sampler and the loader's generator are back at their
-    epoch-start states, the other random states where the epoch stopped). The
-    skipped batches are drawn again and dropped, so DataLoader workers consume the same random numbers as in
-    the uninterrupted epoch; the main process's random states are kept across that replay. A storage
+    epoch-start states, the other random states where the epoch stopped). The skipped batches are drawn
+    again and dropped, so DataLoader workers and batch-wise augmentations consume the same random numbers as
+    in the uninterrupted epoch; the main process's random states are kept across that replay. A storage
     sampler chooses the epoch's batches again from its storage as the epoch began (in `sampler_state`), then
-    gets back `progress.storage_state`. `should_stop()` is asked between two steps; when it says yes,
-    `EpochInterrupted` carries the progress so far.
+    gets back `progress.storage_state`. `should_stop()` is asked after each step; when it says yes, the
+    divergence check is read (a diverged state is never handed on to be saved) and `EpochInterrupted`
+    carries the progress so far.
     """
+    device = torch.device(device)
+    precision = precision or Precision(device)
+    check_every = check_every or (CUDA_CHECK_EVERY if device.type == "cuda" else 1)
     model.train()
     criterion.train()
     progress = progress or EpochProgress()
@@ -87,40 +128,42 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
             next(batches)
     if storage is not None and progress.storage_state is not None:
         storage.load_state_dict(progress.storage_state)
+    loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
     degenerate = torch.tensor(progress.degenerate, dtype=torch.long, device=device)
+    monitor = DivergenceMonitor(device)
     bar = tqdm(batches, total=len(loader), initial=progress.step, desc=f"Epoch {epoch + 1} Training", leave=False,
                disable=None)  # a bar only on a terminal
     for labels, images, indices in bar:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        out = model(images)
+        images = precision.prepare_images(images.to(device, non_blocking=True))
+        labels = labels.to(device, non_blocking=True)
+        with precision.autocast():
+            out = model(images)
         if storage is not None:
             storage.update(indices, out["embeds"].detach())
         loss = criterion(out["embeds"], labels, avg_batch_features=out["avg_features"], batch_features=out["features"])
-        value = loss.item()
         terms = getattr(criterion, "last_terms", {})
-        if not math.isfinite(value):
-            detail = ", ".join(f"{k} {float(v):.4g}" for k, v in terms.items())
-            raise TrainingDiverged(f"loss became {value} at epoch {epoch + 1}, step {progress.step + 1}"
-                                   + (f" ({detail})" if detail else ""))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        monitor.record(progress.step, loss, terms)
+        if (progress.step + 1) % check_every == 0:
+            monitor.check(epoch)
+            bar.set_postfix(loss=f"{float(loss_sum + loss.detach()) / (progress.step + 1):.4f}", refresh=False)
+        precision.backward_and_step(loss, optimizer)
 
-        progress.loss_sum += value
+        loss_sum += loss.detach().double()
         progress.step += 1
         for key, term in terms.items():
             progress.term_sums[key] = progress.term_sums.get(key, 0.0) + term
         if criterion.last_tuple_count is not None:
             degenerate += (criterion.last_tuple_count == 0).long()
-        bar.set_postfix(loss=f"{progress.loss_sum / progress.step:.4f}", refresh=False)
         if should_stop() and progress.step < len(loader):
             bar.close()
-            progress.degenerate = int(degenerate)
+            monitor.check(epoch)
+            progress.loss_sum, progress.degenerate = float(loss_sum), int(degenerate)
             progress.seconds = time.time() - start
             progress.storage_state = storage.state_dict() if storage is not None else None
             raise EpochInterrupted(progress)
+    monitor.check(epoch)
     steps = progress.step
-    stats = {"loss": progress.loss_sum / max(steps, 1)}
+    stats = {"loss": float(loss_sum) / max(steps, 1)}
     stats.update({k: float(v) / steps for k, v in progress.term_sums.items()})
     stats["degenerate_steps"] = int(degenerate)
     stats["seconds"] = time.time() - start

@@ -69,12 +69,20 @@ def test_evaluated_sets_use_query_and_gallery_when_present():
         evaluation.evaluated_sets({"testing_query": a})
 
 
-def test_evaluate_on_gpu_picks_torch_on_cuda_and_faiss_on_the_cpu():
-    opt = make_opt("--evaluate_on_gpu")
-    assert evaluation.metric_backend(opt, torch.device("cuda", 0)) == ("torch", torch.device("cuda", 0))
+def test_metrics_run_on_the_gpu_of_a_cuda_run_and_with_faiss_on_the_cpu(monkeypatch):
+    import sys
+    import types
+
+    cuda = torch.device("cuda", 0)
+    for opt in (make_opt(), make_opt("--evaluate_on_gpu")):  # on CUDA the flag is the default
+        assert evaluation.metric_backend(opt, cuda) == ("torch", cuda)
     with pytest.warns(UserWarning, match="--evaluate_on_gpu: the run is on the CPU"):
-        assert evaluation.metric_backend(opt, torch.device("cpu")) == ("faiss", None)
-    assert evaluation.metric_backend(make_opt(), torch.device("cuda", 0)) == ("faiss", None)
+        assert evaluation.metric_backend(make_opt("--evaluate_on_gpu"), torch.device("cpu")) == ("faiss", None)
+    assert evaluation.metric_backend(make_opt(), torch.device("cpu")) == ("faiss", None)
+    monkeypatch.setitem(sys.modules, "faiss", types.SimpleNamespace(get_num_gpus=lambda: 1))  # a faiss-gpu build
+    assert evaluation.metric_backend(make_opt(), cuda) == ("faiss_gpu", cuda)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # no faiss at all
+    assert evaluation.metric_backend(make_opt(), cuda) == ("torch", cuda)
 
 
 class PixelModel(nn.Module):

@@ -1,0 +1,365 @@
+"""The CUDA checks of benchmarks/gpu_check.sh, one per call (each in a fresh process, so one failing check,
+even a broken CUDA context, cannot take the others down), and the final table.
+
+    python benchmarks/gpu_check.py <check> --work DIR      # bf16_step fp16_scaler image_store metrics nan_stop resume
+    python benchmarks/gpu_check.py summary --logs DIR
+
+A check prints what it measured and ends with `CHECK <name>: PASS` or raises (exit status 1). Needs CUDA,
+torch, torchvision, numpy, PIL, scipy, scikit-learn, matplotlib and tqdm; no faiss, no internet, no pytest,
+no pretrained weights (every backbone starts from random weights).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import architectures  # noqa: E402
+import criteria  # noqa: E402
+import main as main_module  # noqa: E402
+import metrics  # noqa: E402
+import parameters  # noqa: E402
+from benchmarks import synthetic_cub  # noqa: E402
+from utilities.errors import EXIT_INTERRUPTED  # noqa: E402
+from utilities.precision import Precision  # noqa: E402
+
+CUDA = torch.device("cuda", 0)
+#: A small CUB-layout tree of real-size JPEGs for the end-to-end checks: 4 + 4 classes, 16 + 16 images.
+SMALL = synthetic_cub.TreeSpec(train_classes=4, test_classes=4, train_images=16, test_images=16)
+TINY_RUN = ["--dataset", "cub200", "--arch", "slimresnet18_normalize", "--not_pretrained", "--embed_dim", "16",
+            "--bs", "4", "--samples_per_class", "2", "--no_train_metrics", "--resolution", "64",
+            "--loss", "s2sd", "--loss_s2sd_source", "margin", "--loss_s2sd_target", "margin", "--batch_mining",
+            "distance", "--loss_s2sd_target_dims", "24", "32", "--loss_s2sd_feat_distill",
+            "--loss_s2sd_feat_distill_delay", "3", "--lr", "1e-3", "--tau", "1", "--gamma", "0.5", "--seed", "3",
+            "--tsne_points", "0", "--evaluation_metrics", "e_recall@1", "e_recall@2", "nmi", "--device", "cuda"]
+
+
+def small_tree(work: str) -> str:
+    root = os.path.join(work, "small_tree")
+    synthetic_cub.make_tree(root, SMALL, workers=4)
+    return root
+
+
+def passed(name: str, detail: str) -> None:
+    print(f"CHECK {name}: PASS ({detail})", flush=True)
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+# -- 1. mixed precision ------------------------------------------------------------------------------------------
+
+def exact_fp32() -> None:
+    """fp32 reference without TF32 (cuDNN uses TF32 for fp32 convolutions by default)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def loss_and_gradient(model, criterion, images, labels, precision):
+    model.zero_grad(set_to_none=True)
+    criterion.zero_grad(set_to_none=True)
+    with precision.autocast():
+        out = model(precision.prepare_images(images))
+    loss = criterion(out["embeds"], labels, avg_batch_features=out["avg_features"], batch_features=out["features"])
+    loss.backward()
+    grads = [p.grad.flatten() for p in [*model.parameters(), *criterion.parameters()] if p.grad is not None]
+    require(all(v.dtype == torch.float32 for v in out.values()) and loss.dtype == torch.float32,
+            f"outputs and loss must be fp32: {[v.dtype for v in out.values()]}, {loss.dtype}")
+    return loss.item(), torch.cat(grads)
+
+
+def compare_step(arch: str, size: int, bs: int, dims, loss_tol: float, grad_tol: float, cos_min: float) -> str:
+    opt = parameters.parse(["--dataset", "cub200", "--arch", arch, "--not_pretrained", "--loss", "s2sd",
+                            "--loss_s2sd_target_dims", *map(str, dims), "--loss_s2sd_feat_distill",
+                            "--loss_s2sd_feat_distill_delay", "0"])
+    torch.manual_seed(0)
+    model = architectures.select(arch, opt).to(CUDA)
+    criterion = criteria.from_opt("s2sd", opt, n_classes=bs // 2, feature_dim=model.feature_dim).to(CUDA)
+    images = torch.randn(bs, 3, size, size, device=CUDA)
+    labels = torch.arange(bs // 2, device=CUDA).repeat_interleave(2)
+    loss32, grad32 = loss_and_gradient(model, criterion, images, labels, Precision(CUDA))
+    bf16 = Precision(CUDA, torch.bfloat16, channels_last=True)
+    model.to(memory_format=torch.channels_last)
+    loss16, grad16 = loss_and_gradient(model, criterion, images, labels, bf16)
+    loss_err = abs(loss16 - loss32) / abs(loss32)
+    grad_err = float((grad16 - grad32).norm() / grad32.norm())
+    cosine = float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0))
+    detail = f"{arch} {size}px: loss rel {loss_err:.2e}, grad rel L2 {grad_err:.3f}, cosine {cosine:.4f}"
+    print(detail, flush=True)
+    require(loss_err <= loss_tol and grad_err <= grad_tol and cosine >= cos_min,
+            f"{detail}; tolerances loss {loss_tol}, grad {grad_tol}, cosine {cos_min}")
+    return detail
+
+
+def check_bf16_step(work: str) -> None:
+    """A bf16 + channels-last step against fp32: the CPU test's model and tolerances, then the recipe's ResNet-50
+    (deeper, 53 convolutions: looser, as bf16 rounding accumulates with depth)."""
+    exact_fp32()
+    slim = compare_step("slimresnet18_frozen_normalize", 32, 32, (64, 128), 1e-3, 0.15, 0.99)
+    r50 = compare_step("resnet50_frozen_normalize", 224, 32, (512, 1024, 1536, 2048), 1e-2, 0.3, 0.95)
+    passed("bf16_step", f"{slim}; {r50}")
+
+
+def check_fp16_scaler(work: str) -> None:
+    """fp16 with the grad scaler and fused Adam on CUDA: steps are taken, an inf step is skipped, scale halves."""
+    opt = parameters.parse(["--arch", "slimresnet18_frozen_normalize", "--not_pretrained", "--loss", "multisimilarity",
+                            "--amp", "fp16", "--device", "cuda"])
+    torch.manual_seed(0)
+    model = architectures.select(opt.arch, opt).to(CUDA)
+    criterion = criteria.from_opt("multisimilarity", opt).to(CUDA)
+    precision = Precision.build(opt, CUDA, model)
+    require(precision.name == "fp16" and precision.channels_last and precision.scaler is not None,
+            f"--amp fp16 on CUDA built {precision}")
+    precision.scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10)  # no overflow skips in the first steps
+    precision.prepare_model(model)
+    optimizer = main_module.build_optimizer(opt, model, criterion, CUDA)[0]
+    require(optimizer.param_groups[0].get("fused") is True, "Adam is not fused on CUDA")
+    images, labels = torch.randn(32, 3, 64, 64, device=CUDA), torch.arange(16, device=CUDA).repeat_interleave(2)
+    weight = model.last_linear.weight
+
+    def step(factor):
+        with precision.autocast():
+            out = model(precision.prepare_images(images))
+        loss = criterion(out["embeds"], labels)
+        require(bool(torch.isfinite(loss)), "fp16 loss not finite")
+        precision.backward_and_step(loss * factor, optimizer)
+
+    start = weight.detach().clone()
+    step(1.0)
+    step(1.0)
+    require(not torch.equal(weight.detach(), start), "fp16 steps did not move the weights")
+    before, scale = weight.detach().clone(), precision.scaler.get_scale()
+    step(float("inf"))
+    require(torch.equal(weight.detach(), before), "a step with infinite gradients was taken")
+    require(precision.scaler.get_scale() == scale / 2, f"scale {precision.scaler.get_scale()} after an inf step")
+    passed("fp16_scaler", f"fused Adam, scale {scale:.0f} -> {precision.scaler.get_scale():.0f} after an inf step")
+
+
+# -- 2. the decoded-image store --------------------------------------------------------------------------------
+
+def check_image_store(work: str) -> None:
+    """nvJPEG-built stores against PIL-built ones; device augmentation against the same on the CPU; one epoch
+    end to end with --data_cache device."""
+    from datasets import image_store
+    from datasets.device_augment import BatchAugment
+    from datasets.image_store import StoreSpec
+
+    tree = small_tree(work)
+    images_root = os.path.join(tree, "cub200", "images")
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(images_root) for f in files)
+    opt = parameters.parse(["--arch", "resnet50"])
+    from datasets import transforms
+    convention = architectures.input_convention(opt.arch)
+    crop, resize = transforms.sizes(opt, convention)
+    geometry = torch.nn.Sequential(*transforms.photo_geometry(opt, False, convention))
+    start = time.perf_counter()
+    gpu = image_store.build(paths, StoreSpec("eval", crop, resize, geometry), CUDA, decode_device=CUDA, threads=8)
+    torch.cuda.synchronize()
+    gpu_seconds = time.perf_counter() - start
+    pil = image_store.build(paths, StoreSpec("eval", crop, resize, geometry), torch.device("cpu"), decode_device=None,
+                            threads=8)
+    diff = (gpu.images.cpu().int() - pil.images.int()).abs().float()
+    mean, share_far = float(diff.mean()), float((diff > 8).float().mean())
+    print(f"eval store, nvJPEG vs PIL: mean |diff| {mean:.3f} grey levels, {100 * share_far:.3f} % of values > 8 off "
+          f"({len(paths)} images, nvJPEG build {gpu_seconds:.2f} s)", flush=True)
+    require(mean < 2.0 and share_far < 0.01, "nvJPEG and PIL stores differ more than decoder rounding explains")
+
+    train_gpu = image_store.build(paths, StoreSpec("train", crop, resize), CUDA, decode_device=CUDA, threads=8)
+    train_pil = image_store.build(paths, StoreSpec("train", crop, resize), torch.device("cpu"), decode_device=None,
+                                  threads=8)
+    require(torch.equal(train_gpu.stored_sizes, train_pil.stored_sizes), "training stores differ in sizes")
+    train_mean = float((train_gpu.images.cpu().int() - train_pil.images.int()).abs().float().mean())
+    require(train_mean < 2.0, f"training stores differ: mean |diff| {train_mean:.3f}")
+
+    index = torch.arange(len(paths))[:16]
+    on_gpu = BatchAugment("adv", crop, resize, convention, seed=5)(
+        train_pil.images[index].to(CUDA), train_pil.original_sizes[index], train_pil.stored_sizes[index])
+    on_cpu = BatchAugment("adv", crop, resize, convention, seed=5)(
+        train_pil.images[index], train_pil.original_sizes[index], train_pil.stored_sizes[index])
+    aug_err = float((on_gpu.cpu() - on_cpu).abs().max())
+    print(f"batch-wise adv augmentation, CUDA vs CPU from one seed: max |diff| {aug_err:.2e} (normalised units)")
+    require(aug_err < 1e-2, "the device augmentation differs between CUDA and the CPU")
+
+    summary = main_module.main(TINY_RUN + ["--source_path", tree, "--save_path", os.path.join(work, "store_runs"),
+                                           "--n_epochs", "1", "--data_cache", "device", "--savename", "store"])
+    require(0.0 <= summary["last"]["test/e_recall@1"] <= 1.0, "the --data_cache device run gave no recall")
+    passed("image_store", f"nvJPEG vs PIL mean |diff| {mean:.3f}, augmentation CUDA vs CPU {aug_err:.1e}, "
+                          f"one epoch with --data_cache device")
+
+
+# -- 3. evaluation on the device --------------------------------------------------------------------------------
+
+def check_metrics(work: str) -> None:
+    """Metrics of CUDA embeddings on the GPU against the torch backend on the CPU; embeddings stay on the GPU."""
+    import evaluation
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(100), 59)
+    x = rng.normal(size=(100, 128))[labels] + 0.9 * rng.normal(size=(len(labels), 128))
+    x = torch.nn.functional.normalize(torch.tensor(x, dtype=torch.float32), dim=1)
+    names = list(parameters.DEFAULT_EVALUATION_METRICS)
+    start = time.perf_counter()
+    on_gpu = metrics.compute_metrics(x.to(CUDA), labels, names, backend="torch", device=CUDA)
+    gpu_seconds = time.perf_counter() - start
+    on_cpu = metrics.compute_metrics(x, labels, names, backend="torch", device="cpu")
+    worst = {k: abs(on_gpu[k] - on_cpu[k]) for k in names}
+    print(f"{len(labels)} x 128 embeddings, 100 classes: GPU {gpu_seconds:.2f} s; " +
+          ", ".join(f"{k} {on_gpu[k]:.4f}/{on_cpu[k]:.4f}" for k in names), flush=True)
+    for key, gap in worst.items():
+        require(gap <= (0.02 if key == "nmi" else 2e-3), f"{key}: GPU {on_gpu[key]} vs CPU {on_cpu[key]}")
+    require(evaluation.metric_backend(parameters.parse([]), CUDA) in (("torch", CUDA), ("faiss_gpu", CUDA)),
+            "a CUDA run must compute its metrics on the GPU")
+
+    model = architectures.select("slimresnet18_normalize", parameters.parse(["--not_pretrained"])).to(CUDA)
+    batches = [(torch.arange(8), torch.randn(8, 3, 32, 32, device=CUDA), None) for _ in range(3)]
+    features, _ = evaluation.embed(model, batches, CUDA, ["embeds"], precision=Precision(CUDA, torch.bfloat16),
+                                   on_device=True)
+    require(features["embeds"].device.type == "cuda" and features["embeds"].dtype == torch.float32,
+            "evaluation embeddings left the GPU or are not fp32")
+    passed("metrics", f"largest gap {max(worst.values()):.1e} (recall, MAP@R: 2e-3, NMI: 0.02)")
+
+
+# -- 4. NaN stop and resume on CUDA ----------------------------------------------------------------------------
+
+def check_nan_stop(work: str) -> None:
+    """A NaN in the second step of epoch 2 (4 steps per epoch, read at the epoch's end on CUDA) stops the run
+    with that step named."""
+    import contextlib
+    import io
+
+    from criteria.s2sd import S2SD
+
+    tree = small_tree(work)
+    forward = S2SD.forward
+
+    def poisoned(self, *args, **kwargs):
+        loss = forward(self, *args, **kwargs)
+        return loss * float("nan") if int(self.iteration) == 6 else loss  # counted after the step's forward
+
+    S2SD.forward = poisoned
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            main_module.main(TINY_RUN + ["--source_path", tree, "--save_path", os.path.join(work, "nan_runs"),
+                                         "--n_epochs", "3", "--savename", "nan", "--data_cache", "device"])
+    except SystemExit as stop:
+        require(stop.code == 3, f"exit status {stop.code}, expected 3 (a diverged run)")
+    else:
+        raise AssertionError("a NaN loss did not stop the run")
+    finally:
+        S2SD.forward = forward
+    line = next((l for l in stderr.getvalue().splitlines() if "error" in l), "")
+    print(line, flush=True)
+    require(line.startswith("main.py: error: loss became nan at epoch 2, step 2 (source ") and "feat_kl " in line,
+            f"unexpected message: {line!r}")
+    passed("nan_stop", "the run stopped naming epoch 2, step 2 and the loss terms")
+
+
+def run_main(args, interrupt=(), expected=0):
+    """main.py through tests/interrupt_run.py (with its `interrupt` flags), in its own process group, so a
+    signal sent to the group reaches the run and its workers and nothing of this script."""
+    command = [sys.executable, os.path.join(ROOT, "tests", "interrupt_run.py"), *interrupt, "--", *args]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, start_new_session=True)
+    require(proc.returncode == expected, f"exit {proc.returncode}, expected {expected}: {proc.stderr[-1500:]}")
+
+
+def check_resume(work: str) -> None:
+    """--deterministic on CUDA, with the store on the GPU and with persistent seeded streaming workers: a run
+    killed (SIGKILL) after the first step of epoch 2 and resumed, and a run stopped by SIGTERM to its process
+    group during that step (the background writer flushed, the step's checkpoint written, exit 75) and
+    resumed, both end as the run never interrupted."""
+    tree = small_tree(work)
+    variants = (("store", ["--data_cache", "device"]), ("workers", ["--data_cache", "off", "--kernels", "2"]))
+    interruptions = (("killed", ["--after-steps", "5"], -signal.SIGKILL),  # 4 steps per epoch: epoch 2, step 1
+                     ("stopped", ["--signal-after-steps", "5", "--to-group"], EXIT_INTERRUPTED))
+    for variant, flags in variants:
+        base = TINY_RUN + flags + ["--deterministic", "--source_path", tree, "--n_epochs", "2",
+                                   "--save_path", os.path.join(work, f"resume_{variant}")]
+        run_dir = os.path.join(work, f"resume_{variant}", "cub200")
+        run_main(base + ["--savename", "reference"])
+        for name, interrupt, status in interruptions:
+            run_main(base + ["--savename", name], interrupt, status)
+            saved = torch.load(os.path.join(run_dir, name, "checkpoint_last.pth.tar"), map_location="cpu",
+                               weights_only=True)
+            position = (saved["epoch"], (saved["progress"] or {}).get("step"))
+            require(position == ((0, None) if name == "killed" else (0, 1)),
+                    f"{variant}, {name}: the checkpoint holds (epoch, step) {position}")
+            run_main(["--checkpoint", os.path.join(run_dir, name)])
+        names = ("reference",) + tuple(name for name, _, _ in interruptions)
+        summaries = [json.load(open(os.path.join(run_dir, name, "summary.json"))) for name in names]
+        states = [torch.load(os.path.join(run_dir, name, "checkpoint_last.pth.tar"), map_location="cpu",
+                             weights_only=True) for name in names]
+        for name, result, state in zip(names[1:], summaries[1:], states[1:]):
+            for key, value in summaries[0]["last"].items():
+                if key != "train/time":
+                    require(result["last"][key] == value, f"{variant}, {name}: {key} {result['last'][key]} != {value}")
+            for part in ("model", "criterion"):
+                for key, tensor in states[0][part].items():
+                    gap = float((state[part][key].double() - tensor.double()).abs().max()) if tensor.numel() else 0.0
+                    require(gap == 0.0, f"{variant}, {name}: {part}.{key} differs after resume by up to {gap:.2e}")
+        print(f"{variant}: the killed and the stopped run, resumed, equal the uninterrupted one (every logged value, "
+              "every weight)", flush=True)
+    passed("resume", "bit-exact with --deterministic after SIGKILL and after SIGTERM, store and streaming workers")
+
+
+# -- the final table ---------------------------------------------------------------------------------------------
+
+CHECKS = {"bf16_step": check_bf16_step, "fp16_scaler": check_fp16_scaler, "image_store": check_image_store,
+          "metrics": check_metrics, "nan_stop": check_nan_stop, "resume": check_resume}
+
+
+def summary(logs: str) -> None:
+    print("\n==== GPU check ====")
+    for name in [*CHECKS, "ddp"]:
+        path = os.path.join(logs, f"{name}.log")
+        if not os.path.exists(path):
+            print(f"{name:14s} NOT RUN")
+            continue
+        lines = open(path, errors="replace").read().splitlines()
+        verdict = next((line for line in lines if line.startswith(("CHECK ", "SKIP"))), None)
+        print(f"{name:14s} {verdict or 'FAIL: ' + (lines[-1] if lines else 'no output')}")
+    path = os.path.join(logs, "recipe_speed.json")
+    if not os.path.exists(path):
+        print("recipe benchmark: FAILED (see recipe_speed.log)")
+        return
+    report = json.load(open(path))
+    new, old = report["this_branch"], report["items_1_to_4_off"]
+    print(f"training img/s                 {new['train_img_s']:.0f}  (items 1-4 off: {old['train_img_s']:.0f})")
+    print(f"ratio to model-only            {new['ratio_to_model_only']:.2f}  (goal >= 0.85; "
+          f"model-only {new['model_only_img_s']:.0f} img/s)")
+    print(f"evaluation s/epoch             {new['eval_s']:.2f}  (items 1-4 off: {old['eval_s']:.2f})")
+    print(f"host s/epoch                   {new['host_s']:.2f}  (items 1-4 off: {old['host_s']:.2f})")
+    minutes, old_minutes = new["projected_150_epochs_min"], old["projected_150_epochs_min"]
+    print(f"projected 150-epoch minutes    {minutes:.1f}  (goal <= 15; items 1-4 off: {old_minutes:.1f}, "
+          f"gain {old_minutes / minutes:.2f}x)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("check", choices=[*CHECKS, "summary"])
+    parser.add_argument("--work", default="/tmp/s2sd_gpu_check")
+    parser.add_argument("--logs", default=None)
+    args = parser.parse_args()
+    if args.check == "summary":
+        summary(args.logs)
+        return
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    require(torch.cuda.is_available(), "no CUDA device")
+    os.makedirs(args.work, exist_ok=True)
+    CHECKS[args.check](args.work)
+
+
+if __name__ == "__main__":
+    main()
