@@ -19,6 +19,7 @@ import torch
 import architectures
 import criteria
 import datasets
+import evaluation
 import parameters
 from datasets import loading
 from evaluation import progression_plots
