@@ -31,7 +31,8 @@ def no_cached_weights(tmp_path, monkeypatch):
 def test_seed_readme_command_runs_on_cpu_with_a_gpu_flag(tmp_path, no_cached_weights, capsys):
     source = write_cub_tree(str(tmp_path / "data"), n_classes=112, per_class=2)
     argv = shlex.split(SEED_README.replace("/data", source)) + [
-        "--not_pretrained", "--n_epochs", "1", "--save_path", str(tmp_path / "runs"), "--kernels", "2"]
+        "--not_pretrained", "--n_epochs", "1", "--save_path", str(tmp_path / "runs"), "--kernels", "2",
+        "--resolution", "64"]  # the seed's flags as they are; 64 px crops keep ResNet-50 on a CPU to seconds
     with pytest.warns(UserWarning, match="--gpu 0: no CUDA device is available; running on the CPU"):
         summary = main.main(argv)
     run_dir = summary["run_dir"]
