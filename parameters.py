@@ -177,6 +177,17 @@ def speed_parameters(parser: argparse.ArgumentParser) -> None:
                    help="Write checkpoint_last.pth.tar every N epochs and after the last.")
 
 
+def distributed_parameters(parser: argparse.ArgumentParser) -> None:
+    """Several processes under torchrun (README "Several GPUs", utilities/distributed.py)."""
+    g = parser.add_argument_group("several GPUs (torchrun)")
+    g.add_argument("--sync_bn", action="store_true",
+                   help="Under torchrun on GPUs, BatchNorm layers that train normalise over the global batch "
+                        "(SyncBatchNorm), e.g. for BN-Inception or an unfrozen ResNet.")
+    g.add_argument("--dist_timeout", default=1800, type=int,
+                   help="Seconds a process waits for the others in a collective before the job stops (a dead or "
+                        "hung process ends the run instead of blocking it); covers rank 0's evaluation.")
+
+
 GROUPS = (
     basic_training_parameters,
     batch_creation_parameters,
@@ -186,6 +197,7 @@ GROUPS = (
     s2sd_parameters,
     run_parameters,
     speed_parameters,
+    distributed_parameters,
 )
 
 
@@ -203,6 +215,7 @@ def validate(opt: argparse.Namespace) -> None:
     import datasets
     import evaluation.evaltypes
     import metrics
+    from utilities import distributed
     from utilities.errors import UsageError
 
     if opt.bs <= 0 or opt.samples_per_class <= 0:
@@ -228,6 +241,7 @@ def validate(opt: argparse.Namespace) -> None:
     for flag in ("train_eval_every", "checkpoint_every", "resolution"):
         if getattr(opt, flag) is not None and getattr(opt, flag) < 1:
             raise UsageError(f"--{flag} must be a positive integer; got {getattr(opt, flag)}")
+    distributed.check_options(opt, distributed.launched_world_size())
     if opt.data_cache_gb is not None and opt.data_cache_gb <= 0:
         raise UsageError(f"--data_cache_gb must be positive; got {opt.data_cache_gb} (use --data_cache off for none)")
     for name in opt.storage_metrics:

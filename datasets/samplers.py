@@ -5,6 +5,7 @@ from typing import Dict, Iterator, List
 
 import numpy as np
 
+from utilities import distributed
 from utilities.errors import UsageError
 from utilities.registry import Registry
 
@@ -62,5 +63,11 @@ class ClassRandomSampler:
 
 
 def select(name: str, dataset, opt):
-    """Build the `--data_sampler` batch sampler over a training `DMLDataset`."""
-    return SAMPLERS.lookup(name)(dataset.image_dict, len(dataset), opt.bs, opt.samples_per_class, opt.seed)
+    """Build the `--data_sampler` batch sampler over a training `DMLDataset`; under several processes
+    (torchrun) this process's share of each global batch (utilities.distributed.RankShare)."""
+    sampler = SAMPLERS.lookup(name)(dataset.image_dict, len(dataset), opt.bs, opt.samples_per_class, opt.seed)
+    processes = distributed.current()
+    if processes.several:
+        distributed.check_batch_share(opt.bs, opt.samples_per_class, processes.world_size)
+        return distributed.RankShare(sampler, processes.rank, processes.world_size)
+    return sampler

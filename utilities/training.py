@@ -1,10 +1,12 @@
 """One training epoch: batches -> backbone -> criterion -> backward -> optimizer step."""
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Dict, List, Optional
 
 import torch
+import torch.nn as nn
 from tqdm import tqdm
 
 from utilities.errors import TrainingDiverged
@@ -89,3 +91,31 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int, pre
     stats["degenerate_steps"] = int(degenerate)
     stats["seconds"] = time.time() - start
     return stats
+
+
+class TrainingStep(nn.Module):
+    """images, labels -> loss: the backbone under `precision`, then the criterion in fp32.
+
+    One module holds the backbone and the criterion so that DistributedDataParallel wraps both (the S2SD
+    heads, margin betas and proxies train too) with one gradient all-reduce (utilities/distributed.py).
+    With `global_batch` the criterion sees the global batch (`Criterion.global_loss`, gathers across the
+    processes), its random draws coming from `randomness` (a context shared alike by every process); without,
+    it is called on the process's batch as in a plain run.
+    """
+
+    def __init__(self, model: nn.Module, criterion: nn.Module, precision: Optional[Precision] = None,
+                 global_batch: bool = False, randomness=None):
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+        self.precision = precision or Precision(next(model.parameters()).device)
+        self.global_batch = global_batch
+        self.randomness = randomness or contextlib.nullcontext
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            out = self.model(images)
+        loss_of = self.criterion.global_loss if self.global_batch else self.criterion
+        with self.randomness():
+            return loss_of(out["embeds"], labels, avg_batch_features=out["avg_features"],
+                           batch_features=out["features"])
