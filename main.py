@@ -3,10 +3,12 @@
 `main(argv)` parses the flags, builds data, backbone, criterion and optimizer from their registries, trains
 for --n_epochs, evaluates every epoch (evaluation/epoch.py), and returns the summary it also writes to
 `<run>/summary.json`. Bad input ends with one line on stderr and exit status 2, a diverged loss with one line
-and exit status 3 (utilities/errors.py).
+and exit status 3, SIGTERM or SIGINT with a saved checkpoint, one line saying how to resume and exit status 75
+(utilities/errors.py, utilities/preemption.py). One run at a time writes in a run folder (utilities/run_lock.py).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -25,13 +27,16 @@ from evaluation.logger import PROTOCOLS, RunLogger, epoch_line
 from evaluation.splits import display_name
 from utilities import embedding_map, online, resume, retrieval_grid
 from utilities.async_checkpoint import CheckpointWriter
+from utilities.checkpoint import save_atomic
 from utilities.device import resolve_device
-from utilities.errors import EXIT_DIVERGED, EXIT_USAGE, TrainingDiverged, UsageError
+from utilities.errors import EXIT_DIVERGED, EXIT_USAGE, Interrupted, TrainingDiverged, UsageError
 from utilities.precision import Precision, compile_modules, configure_kernels, deterministic, keep_kernel_options, \
     optimizer_options
-from utilities.run_folder import jsonable_options, make_run_dir, run_name, write_parameters
+from utilities.preemption import StopSignals
+from utilities.run_folder import check_save_path, jsonable_options, make_run_dir, run_name, write_parameters
+from utilities.run_lock import RunLock
 from utilities.seeding import seed_everything
-from utilities.training import train_one_epoch
+from utilities.training import EpochInterrupted, EpochProgress, train_one_epoch
 
 
 def build_optimizer(opt, model, criterion, device=torch.device("cpu")):
@@ -79,8 +84,13 @@ def due(epoch: int, every: Optional[int], n_epochs: int) -> bool:
     return epoch + 1 == n_epochs or bool(every) and (epoch + 1) % every == 0
 
 
-def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
+def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSignals] = None) -> dict:
+    """Build everything, then train in a new run folder (or `resumed`'s, whose lock the caller holds).
+    `stop`: the SIGTERM/SIGINT handling of `main` (none: the run is never asked to stop)."""
+    stop = stop or StopSignals()
     device = resolve_device(opt)
+    if not resumed:
+        check_save_path(opt.save_path, opt.dataset)
     seed_everything(opt.seed)
     configure_kernels(device, deterministic(opt, device))
     splits = datasets.select(opt.dataset, opt, opt.source_path)
@@ -92,15 +102,42 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
     optimizer, scheduler = build_optimizer(opt, model, criterion, device)
     loaders = build_loaders(opt, splits, device)
     parts = dict(model=model, criterion=criterion, optimizer=optimizer, scheduler=scheduler, loader=loaders["training"])
-    start_epoch = resume.restore(resumed.state, **parts, precision=precision) if resumed else 0
+    start_epoch, progress = resume.restore(resumed.state, **parts, precision=precision) if resumed else (0, None)
     keep_kernel_options(optimizer, optimizer_options(type(optimizer), device))
     if opt.dry_run:
         print(describe(opt, splits, model, criterion, device), flush=True)
-        where = f"; --checkpoint would continue {resumed.run_dir} at epoch {start_epoch + 1}" if resumed else ""
+        where = f"; --checkpoint would continue {resumed.run_dir} at {position(start_epoch, progress, opt)}" \
+            if resumed else ""
         print(f"Dry run: data, model, criterion and optimizer built; nothing trained{where}.", flush=True)
         return {"dry_run": True, "best": {}, "last": {}, "epochs": 0, "train_seconds": 0.0, "run_dir": None}
 
-    run_dir = resumed.run_dir if resumed else make_run_dir(opt)
+    stores = loading.prepare(loaders)  # decoding is part of the set-up: a stop signal during it stops at once
+    if stores:
+        print(stores, flush=True)
+    if opt.compile:
+        compile_modules(model, criterion)
+    stop.defer()  # from here on a stop signal waits for a step to end, and the run saves before it stops
+    if resumed:
+        return run(opt, resumed.run_dir, splits, loaders, parts, precision, device, stop, resumed, start_epoch,
+                   progress)
+    run_dir = make_run_dir(opt)
+    with RunLock(run_dir):
+        return run(opt, run_dir, splits, loaders, parts, precision, device, stop)
+
+
+def position(epoch: int, progress: Optional[EpochProgress], opt) -> str:
+    """`epoch 3/10`, or `epoch 3/10, step 5` when a checkpoint was written after step 4 of epoch 3."""
+    return f"epoch {epoch + 1}/{opt.n_epochs}" + (f", step {progress.step + 1}" if progress else "")
+
+
+def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, precision: Precision, device, stop: StopSignals,
+        resumed: Optional[resume.Resumed] = None, start_epoch: int = 0,
+        progress: Optional[EpochProgress] = None) -> dict:
+    """Train and evaluate from `start_epoch` (and `progress` into it) to --n_epochs in `run_dir`, logging every
+    epoch and checkpointing every --checkpoint_every epochs; stop at the first safe point after a stop signal
+    (`Interrupted`), with a checkpoint of that point."""
+    model, criterion, optimizer, scheduler = parts["model"], parts["criterion"], parts["optimizer"], parts["scheduler"]
+    n_classes = splits["training"].n_classes
     write_parameters(run_dir, opt)
     logger = RunLogger(run_dir)
     train_seconds, online_ref = 0.0, {"name": run_name(opt)}
@@ -108,33 +145,45 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
         resume.remove_partial_writes(run_dir)
         logger.restore(resumed.state["history"], start_epoch - 1)
         train_seconds, online_ref = resumed.state["train_seconds"], resumed.state["online"] or online_ref
-        print(f"Resuming {run_dir} from {os.path.basename(resumed.path)} at epoch {start_epoch + 1}/{opt.n_epochs}",
+        print(f"Resuming {run_dir} from {os.path.basename(resumed.path)} at {position(start_epoch, progress, opt)}",
               flush=True)
     online_run = online.start(opt, run_dir, online_ref["name"], run_id=online_ref.get("id"))
     if online_run is not None:
         online_ref = {"name": online_ref["name"], "id": online_run.id}
     logger.online = online_run
     print(describe(opt, splits, model, criterion, device), flush=True)
-    stores = loading.prepare(loaders)
-    if stores:
-        print(stores, flush=True)
-    if opt.compile:
-        compile_modules(model, criterion)
 
     last_path = os.path.join(run_dir, resume.LAST_CHECKPOINT)
+
+    def last_state(epoch: int, within: Optional[EpochProgress] = None) -> dict:
+        return resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
+                                     opt_dict=jsonable_options(opt), online=online_ref, progress=within,
+                                     precision=precision)
+
+    def save_last_now(epoch: int, within: Optional[EpochProgress] = None) -> None:
+        """Before the run stops: after every background write, so none of them lands on top of this one."""
+        writer.close()
+        save_atomic(last_state(epoch, within), last_path)
+
     # The retrieval grid ranks a split against itself; query/gallery datasets (In-Shop) get no grid.
     test_split = splits.get("testing")
     queries = retrieval_grid.pick_queries(len(test_split) if test_split is not None else 0, opt.retrieval_queries,
                                           opt.seed)
     test_embedding = None
-    writer = CheckpointWriter()  # the `last` and best checkpoints are written in the background
+    writer = CheckpointWriter()  # the end-of-epoch `last` and best checkpoints are written in the background
     for epoch in range(start_epoch, opt.n_epochs):
         try:
-            stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch, precision)
+            within = progress if progress and epoch == start_epoch else EpochProgress.starting(loaders["training"])
+            stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch, within,
+                                    lambda: stop.requested, precision=precision)
         except TrainingDiverged as err:
             writer.close()
             kept = f"the last good checkpoint is {last_path}" if os.path.exists(last_path) else "no epoch completed"
             raise TrainingDiverged(f"{err}; stopped, {kept}") from None
+        except EpochInterrupted as interrupted:
+            save_last_now(epoch - 1, interrupted.progress)
+            raise Interrupted(stop.signum, f"at epoch {epoch + 1}/{opt.n_epochs}, step {interrupted.progress.step}/"
+                                           f"{len(loaders['training'])}", last_path) from None
         train_seconds += stats["seconds"]
         logger.log_group("training", "loss", {k: v for k, v in stats.items() if k not in ("seconds", "degenerate_steps")}, epoch)
         logger.log_group("training", "degenerate_steps", {"degenerate_steps": stats["degenerate_steps"]}, epoch)
@@ -154,10 +203,11 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
             scheduler.step()
         if opt.plot_every != 0 and due(epoch, opt.plot_every, opt.n_epochs):
             draw_pictures(opt, run_dir, epoch, test_split, test_embedding, queries)
+        if stop.requested:
+            save_last_now(epoch)
+            raise Interrupted(stop.signum, f"after epoch {epoch + 1}/{opt.n_epochs}", last_path)
         if due(epoch, opt.checkpoint_every, opt.n_epochs):
-            writer.save(resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
-                                              opt_dict=jsonable_options(opt), online=online_ref, precision=precision),
-                        last_path)
+            writer.save(last_state(epoch), last_path)
 
     if opt.tsne_points:
         test_embedding = final_test_embedding(model, loaders, device, opt, test_embedding, precision)
@@ -177,14 +227,27 @@ def train(opt, resumed: Optional[resume.Resumed] = None) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     opt = parameters.parse(argv)
     try:
-        resumed = resume.prepare(opt, argv, parameters.build_parser()) if opt.checkpoint else None
-        return train(resumed.opt if resumed else opt, resumed)
+        with StopSignals() as stop, contextlib.ExitStack() as lock:
+            resumed = resume.prepare(opt, argv, parameters.build_parser()) if opt.checkpoint else None
+            if resumed and not resumed.opt.dry_run:
+                lock.enter_context(RunLock(resumed.run_dir))  # before anything is built, let alone written
+            return train(resumed.opt if resumed else opt, resumed, stop)
     except UsageError as err:
         sys.stderr.write(f"main.py: error: {err}\n")
         raise SystemExit(EXIT_USAGE) from None
     except TrainingDiverged as err:
         sys.stderr.write(f"main.py: error: {err}\n")
         raise SystemExit(EXIT_DIVERGED) from None
+    except Interrupted as err:
+        if err.checkpoint is None and opt.checkpoint and not opt.dry_run:
+            err.checkpoint = opt.checkpoint  # stopped while setting up a resumed run: its checkpoint is untouched
+        if err.checkpoint:
+            run_dir = err.checkpoint if os.path.isdir(err.checkpoint) else os.path.dirname(err.checkpoint)
+            sys.stderr.write(f"main.py: {err}; saved in {err.checkpoint}; resume with: "
+                             f"python main.py --checkpoint {run_dir}\n")
+        else:
+            sys.stderr.write(f"main.py: {err}; nothing to resume\n")
+        raise SystemExit(err.exit_status) from None
 
 
 if __name__ == "__main__":

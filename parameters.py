@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 
 import batchminer
 import criteria
+from utilities.flags import Bounded, RangeHelpFormatter
 
 DEFAULT_EVALUATION_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "e_recall@8", "e_recall@10", "e_recall@100",
                               "e_recall@1000", "nmi", "mAP@R", "r_precision"]
@@ -44,24 +45,29 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", default="cub200", type=str, help="Dataset name (see datasets/).")
     g.add_argument("--use_tv_split", action="store_true", help="Split the training classes into train and validation.")
     g.add_argument("--tv_split_by_samples", action="store_true", help="Split by samples per class instead of by classes.")
-    g.add_argument("--tv_split_perc", default=0.8, type=float, help="Fraction of the training data kept for training.")
-    g.add_argument("--folder_train_perc", default=0.5, type=float,
+    g.add_argument("--tv_split_perc", default=0.8, type=Bounded(float, gt=0, lt=1),
+                   help="Fraction of the training data kept for training.")
+    g.add_argument("--folder_train_perc", default=0.5, type=Bounded(float, gt=0, lt=1),
                    help="--dataset folder: fraction of the class folders (sorted by name) that train; the rest test.")
     g.add_argument("--augmentation", default="base", choices=["base", "adv", "big", "red"], help="Training augmentation.")
-    g.add_argument("--lr", default=0.00001, type=float, help="Learning rate of the network (and the S2SD heads).")
-    g.add_argument("--fc_lr", default=-1, type=float, help="If >= 0, own learning rate for the embedding layer.")
-    g.add_argument("--decay", default=0.0004, type=float, help="Weight decay of the network parameters.")
-    g.add_argument("--n_epochs", default=150, type=int, help="Number of training epochs.")
-    g.add_argument("--kernels", default=6, type=int, help="DataLoader workers (capped at the CPU count) and faiss threads.")
-    g.add_argument("--bs", default=112, type=int, help="Batch size (training and embedding).")
-    g.add_argument("--seed", default=1, type=int, help="Random seed for everything.")
+    g.add_argument("--lr", default=0.00001, type=Bounded(float, gt=0),
+                   help="Learning rate of the network (and the S2SD heads).")
+    g.add_argument("--fc_lr", default=-1, type=Bounded(float, ge=0, also=(-1,)),
+                   help="Own learning rate for the embedding layer; -1: --lr.")
+    g.add_argument("--decay", default=0.0004, type=Bounded(float, ge=0), help="Weight decay of the network parameters.")
+    g.add_argument("--n_epochs", default=150, type=Bounded(int, ge=1), help="Number of training epochs.")
+    g.add_argument("--kernels", default=6, type=Bounded(int, ge=0),
+                   help="DataLoader workers (capped at the CPU count) and faiss threads.")
+    g.add_argument("--bs", default=112, type=Bounded(int, ge=2), help="Batch size (training and embedding).")
+    g.add_argument("--seed", default=1, type=Bounded(int, ge=0, le=2**32 - 1), help="Random seed for everything.")
     g.add_argument("--scheduler", default="step", choices=["step", "none"], help="MultiStepLR over --tau, or none.")
-    g.add_argument("--gamma", default=0.3, type=float, help="MultiStepLR decay factor.")
-    g.add_argument("--tau", default=[1000], nargs="+", type=int, help="MultiStepLR milestones in epochs.")
+    g.add_argument("--gamma", default=0.3, type=Bounded(float, gt=0), help="MultiStepLR decay factor.")
+    g.add_argument("--tau", default=[1000], nargs="+", type=Bounded(int, ge=1),
+                   help="MultiStepLR milestones in epochs.")
     g.add_argument("--optim", default="adam", choices=["adam", "sgd"], help="Optimizer (SGD uses momentum 0.9).")
     g.add_argument("--loss", default="margin", type=str, help="Training criterion; 's2sd' for S2SD.")
     g.add_argument("--batch_mining", default="distance", type=str, help="Batch miner for tuple-based losses.")
-    g.add_argument("--embed_dim", default=128, type=int, help="Dimension of the base embedding.")
+    g.add_argument("--embed_dim", default=128, type=Bounded(int, ge=1), help="Dimension of the base embedding.")
     g.add_argument("--not_pretrained", action="store_true", help="Start the backbone from random weights.")
     g.add_argument("--pretrained_path", default=None, type=str, help="File with the backbone's ImageNet state dict.")
     g.add_argument("--arch", default="resnet50_frozen_normalize", type=str,
@@ -79,7 +85,8 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--evaltypes", nargs="+", default=["discriminative"], type=str,
                    help="Which outputs to evaluate: 'discriminative' is the embedding, 'avg_features' the pooled "
                         "features, Combined_<a>_<b>-<wa>-<wb> a weighted combination (docs/metrics.md).")
-    g.add_argument("--gpu", default=None, nargs="+", type=int, help="GPU id(s); without CUDA the run falls back to the CPU.")
+    g.add_argument("--gpu", default=None, nargs="+", type=Bounded(int, ge=0),
+                   help="GPU id(s); without CUDA the run falls back to the CPU.")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="Where to train.")
     g.add_argument("--savename", default="group_plus_seed", type=str, help="Run folder name.")
     g.add_argument("--source_path", "--source", dest="source_path", default=os.path.join(os.getcwd(), "..", "..", "Datasets"),
@@ -110,18 +117,18 @@ def batchmining_specific_parameters(parser: argparse.ArgumentParser) -> None:
 def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("batch creation")
     g.add_argument("--data_sampler", default="class_random", type=str, help="Batch sampler.")
-    g.add_argument("--samples_per_class", default=2, type=int, help="Samples per class in a batch.")
-    g.add_argument("--data_batchmatch_bigbs", default=512, type=int)
-    g.add_argument("--data_batchmatch_ncomps", default=10, type=int)
+    g.add_argument("--samples_per_class", default=2, type=Bounded(int, ge=1), help="Samples per class in a batch.")
+    g.add_argument("--data_batchmatch_bigbs", default=512, type=Bounded(int, ge=1))
+    g.add_argument("--data_batchmatch_ncomps", default=10, type=Bounded(int, ge=1))
     g.add_argument("--data_storage_no_update", action="store_true")
-    g.add_argument("--data_d2_coreset_lambda", default=1, type=float)
-    g.add_argument("--data_gc_coreset_lim", default=1e-9, type=float)
-    g.add_argument("--data_sampler_lowproj_dim", default=-1, type=int)
+    g.add_argument("--data_d2_coreset_lambda", default=1, type=Bounded(float, ge=0))
+    g.add_argument("--data_gc_coreset_lim", default=1e-9, type=Bounded(float, ge=0))
+    g.add_argument("--data_sampler_lowproj_dim", default=-1, type=Bounded(int, ge=1, also=(-1,)))
     g.add_argument("--data_sim_measure", default="euclidean", type=str)
     g.add_argument("--data_gc_softened", action="store_true")
     g.add_argument("--data_idx_full_prec", action="store_true")
-    g.add_argument("--data_mb_mom", default=-1, type=float)
-    g.add_argument("--data_mb_lr", default=1, type=float)
+    g.add_argument("--data_mb_mom", default=-1, type=Bounded(float, ge=0, le=1, also=(-1,)))
+    g.add_argument("--data_mb_lr", default=1, type=Bounded(float, gt=0))
 
 
 def s2sd_parameters(parser: argparse.ArgumentParser) -> None:
@@ -138,12 +145,14 @@ def run_parameters(parser: argparse.ArgumentParser) -> None:
                         "flags may change (docs/runs.md).")
     g.add_argument("--dry_run", action="store_true",
                    help="Build data, model, criterion and optimizer, print the setup and exit without training.")
-    g.add_argument("--plot_every", default=None, type=int,
+    g.add_argument("--plot_every", default=None, type=Bounded(int, ge=0),
                    help="Draw the progression plots and the retrieval grid every N epochs and after the last "
                         "(default: only after the last; 0: never).")
-    g.add_argument("--retrieval_queries", default=8, type=int, help="Test queries in the retrieval grid (0: no grid).")
-    g.add_argument("--retrieval_k", default=5, type=int, help="Neighbours shown per query in the retrieval grid.")
-    g.add_argument("--tsne_points", default=2000, type=int,
+    g.add_argument("--retrieval_queries", default=8, type=Bounded(int, ge=0),
+                   help="Test queries in the retrieval grid (0: no grid).")
+    g.add_argument("--retrieval_k", default=5, type=Bounded(int, ge=1),
+                   help="Neighbours shown per query in the retrieval grid.")
+    g.add_argument("--tsne_points", default=2000, type=Bounded(int, ge=0),
                    help="At the end, a t-SNE map of at most this many test embeddings (0: no map).")
 
 
@@ -162,18 +171,18 @@ def speed_parameters(parser: argparse.ArgumentParser) -> None:
                    help="Decode the photographs once and keep them as uint8 on the GPU (device) or in RAM, with "
                         "batch-wise augmentation on the device; off: decode every epoch in DataLoader workers. "
                         "auto: device, else ram, else off on CUDA by size; off on the CPU.")
-    g.add_argument("--data_cache_gb", default=None, type=float,
+    g.add_argument("--data_cache_gb", default=None, type=Bounded(float, gt=0),
                    help="GPU memory the decoded images may take (default: a quarter of the GPU's memory).")
     g.add_argument("--data_cache_dir", default=None, type=str,
                    help="Folder of decoded images kept for later runs (default: <save_path>/.decoded_images; "
                         "'none': keep nothing on disk).")
-    g.add_argument("--resolution", default=None, type=int,
+    g.add_argument("--resolution", default=None, type=Bounded(int, ge=1),
                    help="Input size N: training crops N x N, evaluation resizes to round(8N/7) and crops N "
                         "(default: the backbone's, 224 for ResNet-50).")
-    g.add_argument("--train_eval_every", default=1, type=int,
+    g.add_argument("--train_eval_every", default=1, type=Bounded(int, ge=1),
                    help="Evaluate the training images every N epochs and after the last (without "
                         "--no_train_metrics).")
-    g.add_argument("--checkpoint_every", default=1, type=int,
+    g.add_argument("--checkpoint_every", default=1, type=Bounded(int, ge=1),
                    help="Write checkpoint_last.pth.tar every N epochs and after the last.")
 
 
@@ -183,7 +192,7 @@ def distributed_parameters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sync_bn", action="store_true",
                    help="Under torchrun on GPUs, BatchNorm layers that train normalise over the global batch "
                         "(SyncBatchNorm), e.g. for BN-Inception or an unfrozen ResNet.")
-    g.add_argument("--dist_timeout", default=1800, type=int,
+    g.add_argument("--dist_timeout", default=1800, type=Bounded(int, ge=1),
                    help="Seconds a process waits for the others in a collective before the job stops (a dead or "
                         "hung process ends the run instead of blocking it); covers rank 0's evaluation.")
 
@@ -202,7 +211,7 @@ GROUPS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="main.py", allow_abbrev=False,
+    parser = _Parser(prog="main.py", allow_abbrev=False, formatter_class=RangeHelpFormatter,
                      description="Deep metric learning with S2SD: train, evaluate, log.")
     for add_group in GROUPS:
         add_group(parser)
@@ -217,9 +226,8 @@ def validate(opt: argparse.Namespace) -> None:
     import metrics
     from utilities import distributed
     from utilities.errors import UsageError
+    from utilities.run_folder import check_run_name
 
-    if opt.bs <= 0 or opt.samples_per_class <= 0:
-        raise UsageError("--bs and --samples_per_class must be positive")
     if opt.bs % opt.samples_per_class:
         raise UsageError(
             f"--bs {opt.bs} is not divisible by --samples_per_class {opt.samples_per_class}"
@@ -234,16 +242,11 @@ def validate(opt: argparse.Namespace) -> None:
     architectures.parse_arch(opt.arch)
     batchminer.REGISTRY.lookup(opt.batch_mining)
     criteria.check_loss_and_miner(opt)
+    criteria.check_batch_composition(opt)
     metrics.check_names(opt.evaluation_metrics, flag="--evaluation_metrics")
     evaluation.evaltypes.check(opt.evaltypes)
-    if min(opt.plot_every or 0, opt.retrieval_queries, opt.tsne_points) < 0 or opt.retrieval_k < 1:
-        raise UsageError("--plot_every, --retrieval_queries and --tsne_points must be >= 0, --retrieval_k >= 1")
-    for flag in ("train_eval_every", "checkpoint_every", "resolution"):
-        if getattr(opt, flag) is not None and getattr(opt, flag) < 1:
-            raise UsageError(f"--{flag} must be a positive integer; got {getattr(opt, flag)}")
+    check_run_name(opt)
     distributed.check_options(opt, distributed.launched_world_size())
-    if opt.data_cache_gb is not None and opt.data_cache_gb <= 0:
-        raise UsageError(f"--data_cache_gb must be positive; got {opt.data_cache_gb} (use --data_cache off for none)")
     for name in opt.storage_metrics:
         if name not in opt.evaluation_metrics:
             raise UsageError(

@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from utilities.checkpoint import load_cpu
 from utilities.errors import UsageError
 
 
@@ -42,11 +43,16 @@ def find_weights(arch_name: str, file_names: Sequence[str], opt, locations: Sequ
 
 
 def load_state_dict(path: str) -> dict:
-    """Read a state dict saved either bare or under a 'state_dict'/'model' key."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Read a state dict saved either bare or under a 'state_dict'/'model' key; a file that is not one (text,
+    a truncated download, a pickle with code) is one line naming it."""
+    state = load_cpu(path, f"weights file {path}", "not a PyTorch state dict, or a damaged one; pass the backbone's "
+                     "ImageNet weights (.pth) or --not_pretrained")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"weights file {path}: holds no state dict (name -> tensor); pass the backbone's ImageNet "
+                         "weights (.pth) or --not_pretrained")
     return state
 
 

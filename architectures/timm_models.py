@@ -114,9 +114,12 @@ def timm_model(spec: ArchSpec, opt) -> EmbeddingNetwork:
     try:
         model = timm.create_model(spec.model_name, pretrained=path is not None,
                                   pretrained_cfg_overlay={"file": path} if path else None)
-    except RuntimeError as err:  # missing/unexpected keys or wrong shapes, from timm's strict load
-        detail = [line.strip() for line in str(err).splitlines() if line.strip()]
-        raise UsageError(f"--arch {arch}: {path} does not fit this model ({detail[-1][:300]})") from None
+    except Exception as err:  # timm's strict load (keys, shapes) or torch.load (not a weights file)
+        if path is None:
+            raise
+        detail = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        raise UsageError(f"--arch {arch}: {path} does not fit this model or is not a weights file "
+                         f"({type(err).__name__}: {detail[-1][:300]})") from None
     model.reset_classifier(0)
     trunk = TimmTrunk(model)
     return EmbeddingNetwork(trunk, trunk.feature_dim, opt.embed_dim, normalize=spec.normalize, double=spec.double,

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets, pairwise, uniform_choice, weighted_choice
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 def distance_log_weights(dist: torch.Tensor, dim: int, lower_cutoff: float) -> torch.Tensor:
@@ -38,9 +38,9 @@ class DistanceMiner(BatchMiner):
     """
 
     FLAGS = (
-        flag("--miner_distance_lower_cutoff", param="lower_cutoff", default=0.5, type=float,
+        flag("--miner_distance_lower_cutoff", param="lower_cutoff", default=0.5, type=Bounded(float, gt=0, lt=2),
              help="Distances are clamped from below to this value before distance weighting."),
-        flag("--miner_distance_upper_cutoff", param="upper_cutoff", default=1.4, type=float,
+        flag("--miner_distance_upper_cutoff", param="upper_cutoff", default=1.4, type=Bounded(float, gt=0),
              help="Negatives at or beyond this distance are not sampled (Wu et al.'s non-zero-loss cutoff)."),
     )
 

@@ -9,7 +9,7 @@ import torch
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets, first_nonempty, pairwise, uniform_choice, weighted_choice
 from utilities.errors import UsageError
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 #: Mode -> indicator of the distances it prefers (evaluated at each bin's lower edge).
 MODES = {
@@ -38,10 +38,10 @@ class ParametricMiner(BatchMiner):
     FLAGS = (
         flag("--miner_parametric_mode", param="mode", default="uniform", choices=sorted(MODES, key=list(MODES).index),
              help="Which anchor-negative distances the parametric miner draws from."),
-        flag("--miner_parametric_n_support", param="n_support", default=100, type=int,
+        flag("--miner_parametric_n_support", param="n_support", default=100, type=Bounded(int, ge=2),
              help="Number of support points (bin edges) of the parametric miner's distance distribution."),
-        flag("--miner_parametric_support_lim", param="support_lim", default=[0.0, 2.0], nargs=2, type=float,
-             metavar=("LO", "HI"), convert=lambda value, opt: tuple(value),
+        flag("--miner_parametric_support_lim", param="support_lim", default=[0.0, 2.0], nargs=2,
+             type=Bounded(float, ge=0), metavar=("LO", "HI"), convert=lambda value, opt: tuple(value),
              help="Distance range of the parametric miner; negatives outside it are not drawn."),
     )
 

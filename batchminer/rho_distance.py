@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from batchminer import REGISTRY
 from batchminer.base import BatchMiner, as_triplets, pairwise, uniform_choice
 from batchminer.distance import sample_distance_weighted_negatives
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 @REGISTRY.register("rho_distance")
@@ -19,9 +19,9 @@ class RhoDistanceMiner(BatchMiner):
     """
 
     FLAGS = (
-        flag("--miner_rho_distance_lower_cutoff", param="lower_cutoff", default=0.5, type=float),
-        flag("--miner_rho_distance_upper_cutoff", param="upper_cutoff", default=1.4, type=float),
-        flag("--miner_rho_distance_cp", param="push_probability", default=0.2, type=float,
+        flag("--miner_rho_distance_lower_cutoff", param="lower_cutoff", default=0.5, type=Bounded(float, gt=0, lt=2)),
+        flag("--miner_rho_distance_upper_cutoff", param="upper_cutoff", default=1.4, type=Bounded(float, gt=0)),
+        flag("--miner_rho_distance_cp", param="push_probability", default=0.2, type=Bounded(float, ge=0, le=1),
              help="Probability of a rho triplet that pushes a same-class sample away."),
     )
 

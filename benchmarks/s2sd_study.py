@@ -233,22 +233,27 @@ def step_seconds(settings: Sequence[Setting], rounds: int, threads: int) -> Dict
     import parameters
     from main import build_optimizer
 
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    steps = {}
-    for cell in dict.fromkeys(s.cell for s in settings):
-        members = [s for s in settings if s.cell == cell]
-        opt = parameters.parse(members[0].flags() + ["--use_tv_split"])
-        train = datasets.select(cell.dataset, opt, "")["training"]
-        torch.manual_seed(0)
-        indices = [list(b) for _, b in zip(range(max(rounds, 1)), datasets.select_sampler(opt.data_sampler, train, opt))]
-        batches = [(torch.stack([train[i][1] for i in b]), torch.as_tensor(train.labels[b])) for b in indices]
-        for setting in members:
-            steps[setting.group] = training_step(parameters.parse(setting.flags() + ["--use_tv_split"]),
-                                                 train.n_classes, batches, architectures, criteria, build_optimizer)
-    times: Dict[str, List[float]] = {group: [] for group in steps}
-    for k in range(rounds):
-        for group, step in steps.items():
-            times[group].append(step(k))
+    try:
+        steps = {}
+        for cell in dict.fromkeys(s.cell for s in settings):
+            members = [s for s in settings if s.cell == cell]
+            opt = parameters.parse(members[0].flags() + ["--use_tv_split"])
+            train = datasets.select(cell.dataset, opt, "")["training"]
+            torch.manual_seed(0)
+            indices = [list(b) for _, b in zip(range(max(rounds, 1)), datasets.select_sampler(opt.data_sampler, train,
+                                                                                               opt))]
+            batches = [(torch.stack([train[i][1] for i in b]), torch.as_tensor(train.labels[b])) for b in indices]
+            for setting in members:
+                steps[setting.group] = training_step(parameters.parse(setting.flags() + ["--use_tv_split"]),
+                                                     train.n_classes, batches, architectures, criteria, build_optimizer)
+        times: Dict[str, List[float]] = {group: [] for group in steps}
+        for k in range(rounds):
+            for group, step in steps.items():
+                times[group].append(step(k))
+    finally:  # the smoke test runs this in the test process, whose later runs must keep their thread count
+        torch.set_num_threads(previous_threads)
     return {group: statistics.median(t) for group, t in times.items()}
 
 
@@ -256,11 +261,9 @@ def training_step(opt, n_classes, batches, architectures, criteria, build_optimi
     """A closure timing one step of `opt`'s model and criterion on batches[k % len(batches)] (after a warm-up)."""
     import torch
 
-    opt.n_classes = n_classes
     torch.manual_seed(0)
     model = architectures.select(opt.arch, opt).train()
-    opt.feature_dim = model.feature_dim
-    criterion = criteria.select(opt.loss, opt).train()
+    criterion = criteria.from_opt(opt.loss, opt, n_classes=n_classes, feature_dim=model.feature_dim).train()
     optimizer, _ = build_optimizer(opt, model, criterion)
 
     def step(k: int) -> float:

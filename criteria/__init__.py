@@ -11,7 +11,7 @@ refused with the allowed names (criteria.base.check_miner).
 from __future__ import annotations
 
 import inspect
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import batchminer as miners
 from utilities.errors import UsageError
@@ -33,15 +33,35 @@ def _sub_loss(name: str, flag: str):
     return REGISTRY[name]
 
 
+def trained_losses(opt) -> List[Tuple[str, type]]:
+    """(flag, loss class) of each loss a run trains: --loss, or S2SD's --loss_s2sd_source and --loss_s2sd_target."""
+    if REGISTRY.lookup(opt.loss) is S2SD:
+        flags = [("--loss_s2sd_source", opt.loss_s2sd_source), ("--loss_s2sd_target", opt.loss_s2sd_target)]
+        return [(flag, _sub_loss(name, flag)) for flag, name in flags]
+    return [("--loss", REGISTRY[opt.loss])]
+
+
 def check_loss_and_miner(opt) -> None:
     """Validate `--loss` (and S2SD's source/target losses) against the registry and `--batch_mining`."""
     miner = miners.REGISTRY.lookup(opt.batch_mining)
-    if REGISTRY.lookup(opt.loss) is S2SD:
-        losses = [("--loss_s2sd_source", opt.loss_s2sd_source), ("--loss_s2sd_target", opt.loss_s2sd_target)]
-        for flag, name in losses:
-            check_miner(_sub_loss(name, flag), miner, flag)
-    else:
-        check_miner(REGISTRY[opt.loss], miner)
+    for flag, cls in trained_losses(opt):
+        check_miner(cls, miner, flag)
+
+
+def check_batch_composition(opt) -> None:
+    """Refuse a batch that gives a pair-based loss (`LEARNS_FROM_PAIRS`) nothing to learn from at any step:
+    one image per class (no positive pair) or one class per batch (no negative)."""
+    for flag, cls in trained_losses(opt):
+        if not cls.LEARNS_FROM_PAIRS:
+            continue
+        if opt.samples_per_class < 2:
+            raise UsageError(f"--samples_per_class {opt.samples_per_class}: {flag} {cls.name} learns from pairs of "
+                             "images of the same class in a batch, and there would be none in any step; use "
+                             "--samples_per_class 2 or more")
+        if opt.bs // opt.samples_per_class < 2:
+            raise UsageError(f"--bs {opt.bs} with --samples_per_class {opt.samples_per_class} puts one class in each "
+                             f"batch: {flag} {cls.name} needs images of two classes in a batch; use --bs of at least "
+                             f"{2 * opt.samples_per_class}")
 
 
 def _construct(cls, kwargs: dict, runtime: dict):

@@ -11,7 +11,7 @@ from criteria import REGISTRY
 from criteria.base import TupleLoss
 from criteria.functional import masked_logsumexp
 from criteria.npair import npair_terms
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 def angular_terms(batch: torch.Tensor, tuples, alpha_degrees: float, cos: torch.Tensor = None) -> torch.Tensor:
@@ -49,9 +49,9 @@ class AngularLoss(TupleLoss):
     ALLOWED_MINING_OPS = ("npair",)
     MINER_OUTPUT = NPAIRS
     FLAGS = (
-        flag("--loss_angular_alpha", param="alpha", default=45, type=float),
-        flag("--loss_angular_npair_ang_weight", param="angular_weight", default=2, type=float),
-        flag("--loss_angular_npair_l2", param="l2_weight", default=0.005, type=float),
+        flag("--loss_angular_alpha", param="alpha", default=45, type=Bounded(float, gt=0, lt=90)),
+        flag("--loss_angular_npair_ang_weight", param="angular_weight", default=2, type=Bounded(float, ge=0)),
+        flag("--loss_angular_npair_l2", param="l2_weight", default=0.005, type=Bounded(float, ge=0)),
     )
 
     def __init__(self, alpha: float = 45, angular_weight: float = 2, l2_weight: float = 0.005, batchminer=None):

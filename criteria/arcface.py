@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import ClassWeightLoss
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 @REGISTRY.register("arcface")
@@ -32,9 +32,10 @@ class ArcFaceLoss(ClassWeightLoss):
     """
 
     FLAGS = (
-        flag("--loss_arcface_lr", param="lr", default=0.0005, type=float),
-        flag("--loss_arcface_angular_margin", param="angular_margin", default=0.5, type=float),
-        flag("--loss_arcface_feature_scale", param="feature_scale", default=16, type=float),
+        flag("--loss_arcface_lr", param="lr", default=0.0005, type=Bounded(float, ge=0)),
+        flag("--loss_arcface_angular_margin", param="angular_margin", default=0.5,
+             type=Bounded(float, ge=0, lt=math.pi)),
+        flag("--loss_arcface_feature_scale", param="feature_scale", default=16, type=Bounded(float, gt=0)),
     )
 
     def __init__(self, n_classes: int, embed_dim: int, lr: float = 0.0005, angular_margin: float = 0.5,

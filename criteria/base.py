@@ -24,7 +24,10 @@ class Criterion(nn.Module):
       * `MINER_OUTPUT`: the kind of tuples it consumes (batchminer.base TRIPLETS, NPAIRS or LIFTED); a miner
         of another kind is refused (`check_miner`), so `--loss triplet --batch_mining npair` stops at parse time;
       * `FLAGS`: the command-line flags of its keyword arguments (utilities/flags.py), added to the parser by
-        the registry; `name` is its registry key, set by `REGISTRY.register`.
+        the registry; `name` is its registry key, set by `REGISTRY.register`;
+      * `LEARNS_FROM_PAIRS`: the loss compares the images of a batch with each other (tuples, pair
+        similarities), so a batch needs two images of a class and two classes, else every step is degenerate;
+        losses against proxies or class weights learn from any batch.
 
     Constructors take the hyperparameters as keyword arguments with the reference's defaults and the
     runtime facts they need (`n_classes`, `embed_dim`, `feature_dim`) as arguments; nothing reads flags.
@@ -44,6 +47,7 @@ class Criterion(nn.Module):
     ALLOWED_MINING_OPS: Optional[Sequence[str]] = None
     MINER_OUTPUT: str = miners.TRIPLETS
     FLAGS: Tuple[Flag, ...] = ()
+    LEARNS_FROM_PAIRS: bool = False
     name = "criterion"
     batchminer = None
 
@@ -120,6 +124,7 @@ class TupleLoss(Criterion):
     """
 
     REQUIRES_BATCHMINER = True
+    LEARNS_FROM_PAIRS = True
 
     def __init__(self, batchminer=None):
         super().__init__()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import Criterion
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 from utilities.geometry import same_label_masks
 from criteria.functional import masked_logsumexp, mean_over
 
@@ -27,9 +27,11 @@ class CircleLoss(Criterion):
     the anchors.
     """
 
+    LEARNS_FROM_PAIRS = True
     FLAGS = (
-        flag("--loss_circle_m", param="m", default=0.4, type=float, help="Circle loss relaxation m."),
-        flag("--loss_circle_gamma", param="gamma", default=80, type=float, help="Circle loss scale gamma."),
+        flag("--loss_circle_m", param="m", default=0.4, type=Bounded(float, ge=0), help="Circle loss relaxation m."),
+        flag("--loss_circle_gamma", param="gamma", default=80, type=Bounded(float, gt=0),
+             help="Circle loss scale gamma."),
     )
 
     def __init__(self, m: float = 0.4, gamma: float = 80):

@@ -5,7 +5,7 @@ import torch
 
 from criteria import REGISTRY
 from criteria.base import TupleLoss
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 @REGISTRY.register("contrastive")
@@ -18,8 +18,8 @@ class ContrastiveLoss(TupleLoss):
     """
 
     FLAGS = (
-        flag("--loss_contrastive_pos_margin", param="pos_margin", default=0, type=float),
-        flag("--loss_contrastive_neg_margin", param="neg_margin", default=1, type=float),
+        flag("--loss_contrastive_pos_margin", param="pos_margin", default=0, type=Bounded(float, ge=0)),
+        flag("--loss_contrastive_neg_margin", param="neg_margin", default=1, type=Bounded(float, ge=0)),
     )
 
     def __init__(self, pos_margin: float = 0, neg_margin: float = 1, batchminer=None):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import Criterion
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 def soft_histogram(s: torch.Tensor, weights: torch.Tensor, n_nodes: int) -> torch.Tensor:
@@ -37,7 +37,8 @@ class HistogramLoss(Criterion):
     pair: 0 with zero gradient. `last_tuple_count` counts the positive pairs.
     """
 
-    FLAGS = (flag("--loss_histogram_nbins", param="n_nodes", default=65, type=int),)
+    LEARNS_FROM_PAIRS = True
+    FLAGS = (flag("--loss_histogram_nbins", param="n_nodes", default=65, type=Bounded(int, ge=2)),)
 
     def __init__(self, n_nodes: int = 65):
         super().__init__()

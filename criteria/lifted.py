@@ -8,7 +8,7 @@ from batchminer import LIFTED
 from criteria import REGISTRY
 from criteria.base import TupleLoss
 from criteria.functional import masked_logsumexp
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 from utilities.geometry import euclidean
 
 
@@ -26,8 +26,8 @@ class LiftedLoss(TupleLoss):
     ALLOWED_MINING_OPS = ("lifted",)
     MINER_OUTPUT = LIFTED
     FLAGS = (
-        flag("--loss_lifted_neg_margin", param="neg_margin", default=1, type=float),
-        flag("--loss_lifted_l2", param="l2_weight", default=0.005, type=float),
+        flag("--loss_lifted_neg_margin", param="neg_margin", default=1, type=Bounded(float, ge=0)),
+        flag("--loss_lifted_l2", param="l2_weight", default=0.005, type=Bounded(float, ge=0)),
     )
 
     def __init__(self, neg_margin: float = 1, l2_weight: float = 0.005, batchminer=None):

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from criteria import REGISTRY
 from criteria.base import TupleLoss, own_group
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 @REGISTRY.register("margin")
@@ -24,10 +24,10 @@ class MarginLoss(TupleLoss):
     """
 
     FLAGS = (
-        flag("--loss_margin_margin", param="margin", default=0.2, type=float),
-        flag("--loss_margin_beta_lr", param="beta_lr", default=0.0005, type=float),
-        flag("--loss_margin_beta", param="beta", default=1.2, type=float),
-        flag("--loss_margin_nu", param="nu", default=0, type=float),
+        flag("--loss_margin_margin", param="margin", default=0.2, type=Bounded(float, ge=0)),
+        flag("--loss_margin_beta_lr", param="beta_lr", default=0.0005, type=Bounded(float, ge=0)),
+        flag("--loss_margin_beta", param="beta", default=1.2, type=Bounded(float, ge=0)),
+        flag("--loss_margin_nu", param="nu", default=0, type=Bounded(float, ge=0)),
         flag("--loss_margin_beta_constant", param="learn_beta", action="store_true",
              convert=lambda constant, opt: not constant),
     )

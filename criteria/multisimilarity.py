@@ -6,7 +6,7 @@ import torch
 from criteria import REGISTRY
 from criteria.base import Criterion
 from criteria.functional import masked_logsumexp
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 from utilities.geometry import same_label_masks
 
 
@@ -24,11 +24,12 @@ class MultiSimilarityLoss(Criterion):
     there is none, e.g. with --samples_per_class 1 (where the reference crashed on an empty stack).
     """
 
+    LEARNS_FROM_PAIRS = True
     FLAGS = (
-        flag("--loss_multisimilarity_pos_weight", param="pos_weight", default=2, type=float),
-        flag("--loss_multisimilarity_neg_weight", param="neg_weight", default=40, type=float),
-        flag("--loss_multisimilarity_margin", param="margin", default=0.1, type=float),
-        flag("--loss_multisimilarity_thresh", param="thresh", default=0.5, type=float),
+        flag("--loss_multisimilarity_pos_weight", param="pos_weight", default=2, type=Bounded(float, gt=0)),
+        flag("--loss_multisimilarity_neg_weight", param="neg_weight", default=40, type=Bounded(float, gt=0)),
+        flag("--loss_multisimilarity_margin", param="margin", default=0.1, type=Bounded(float, ge=0)),
+        flag("--loss_multisimilarity_thresh", param="thresh", default=0.5, type=Bounded(float, ge=-1, le=1)),
     )
 
     def __init__(self, pos_weight: float = 2, neg_weight: float = 40, margin: float = 0.1, thresh: float = 0.5):

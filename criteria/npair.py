@@ -8,7 +8,7 @@ from batchminer import NPAIRS
 from criteria import REGISTRY
 from criteria.base import TupleLoss
 from criteria.functional import masked_logsumexp
-from utilities.flags import flag, reads
+from utilities.flags import Bounded, flag, reads
 
 
 def npair_terms(batch: torch.Tensor, tuples, clamp: float = None, gram: torch.Tensor = None) -> torch.Tensor:
@@ -45,7 +45,7 @@ class NPairLoss(TupleLoss):
     ALLOWED_MINING_OPS = ("npair",)
     MINER_OUTPUT = NPAIRS
     FLAGS = (
-        flag("--loss_npair_l2", param="l2_weight", default=0.005, type=float),
+        flag("--loss_npair_l2", param="l2_weight", default=0.005, type=Bounded(float, ge=0)),
         reads("arch", "embedding_scale", convert=lambda arch, opt: reference_embedding_scale(arch)),
     )
 

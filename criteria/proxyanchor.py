@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from criteria import REGISTRY
 from criteria.base import Criterion, own_group
 from criteria.functional import masked_logsumexp
-from utilities.flags import flag, times_lr
+from utilities.flags import Bounded, flag, times_lr
 
 
 @REGISTRY.register("proxyanchor")
@@ -26,9 +26,11 @@ class ProxyAnchorLoss(Criterion):
     """
 
     FLAGS = (
-        flag("--loss_proxyanchor_alpha", param="alpha", default=32, type=float, help="Proxy-Anchor scale alpha."),
-        flag("--loss_proxyanchor_delta", param="delta", default=0.1, type=float, help="Proxy-Anchor margin delta."),
-        flag("--loss_proxyanchor_lrmulti", param="lr", default=100, type=float, convert=times_lr,
+        flag("--loss_proxyanchor_alpha", param="alpha", default=32, type=Bounded(float, gt=0),
+             help="Proxy-Anchor scale alpha."),
+        flag("--loss_proxyanchor_delta", param="delta", default=0.1, type=Bounded(float, ge=0),
+             help="Proxy-Anchor margin delta."),
+        flag("--loss_proxyanchor_lrmulti", param="lr", default=100, type=Bounded(float, ge=0), convert=times_lr,
              help="Proxy lr = --lr x this."),
     )
 

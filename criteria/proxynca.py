@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from criteria import REGISTRY
 from criteria.base import Criterion, own_group
 from criteria.functional import masked_logsumexp
-from utilities.flags import flag, times_lr
+from utilities.flags import Bounded, flag, times_lr
 
 SCALE = 3.0
 
@@ -28,7 +28,7 @@ class ProxyNCALoss(Criterion):
     and C - 1 negatives, so no batch is degenerate; `last_tuple_count` is the batch size.
     """
 
-    FLAGS = (flag("--loss_proxynca_lrmulti", param="lr", default=50, type=float, convert=times_lr),)
+    FLAGS = (flag("--loss_proxynca_lrmulti", param="lr", default=50, type=Bounded(float, ge=0), convert=times_lr),)
 
     def __init__(self, n_classes: int, embed_dim: int, lr: float = 5e-4):
         super().__init__()

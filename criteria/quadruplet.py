@@ -7,7 +7,7 @@ import torch
 from criteria import REGISTRY
 from criteria.base import TupleLoss
 from criteria.functional import mean_over
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 from utilities.geometry import euclidean
 
 
@@ -28,8 +28,8 @@ class QuadrupletLoss(TupleLoss):
     """
 
     FLAGS = (
-        flag("--loss_quadruplet_margin_alpha_1", param="alpha_1", default=0.2, type=float),
-        flag("--loss_quadruplet_margin_alpha_2", param="alpha_2", default=0.2, type=float),
+        flag("--loss_quadruplet_margin_alpha_1", param="alpha_1", default=0.2, type=Bounded(float, ge=0)),
+        flag("--loss_quadruplet_margin_alpha_2", param="alpha_2", default=0.2, type=Bounded(float, ge=0)),
     )
 
     def __init__(self, alpha_1: float = 0.2, alpha_2: float = 0.2, batchminer=None):

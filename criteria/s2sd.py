@@ -45,7 +45,7 @@ from criteria import REGISTRY, from_opt
 from criteria.base import Criterion
 from criteria.multisimilarity import MultiSimilarityLoss
 from utilities.distributed import gather_rows, gather_rows_detached
-from utilities.flags import flag, reads
+from utilities.flags import Bounded, flag, reads
 
 #: A criterion, or what builds one: S2SD's `source` may be a zero-argument factory, `target` one of the width.
 SourceCriterion = Union[Criterion, Callable[[], Criterion]]
@@ -84,21 +84,21 @@ class S2SD(Criterion):
              help="Criterion of the base (source) embedding."),
         flag("--loss_s2sd_target", "--loss_distill_target", param=None, default="multisimilarity", type=str,
              help="Criterion of every target branch."),
-        flag("--loss_s2sd_T", "--loss_distill_T", param="T", default=1.0, type=float,
+        flag("--loss_s2sd_T", "--loss_distill_T", param="T", default=1.0, type=Bounded(float, gt=0),
              help="Temperature of the similarity distillation."),
-        flag("--loss_s2sd_w", "--loss_distill_w", param="w", default=50.0, type=float,
+        flag("--loss_s2sd_w", "--loss_distill_w", param="w", default=50.0, type=Bounded(float, ge=0),
              help="Weight of the mean KL similarity distillation."),
         flag("--loss_s2sd_pool_aggr", param="pool_aggr", action="store_true",
              help="Target branches read global average + global max pooled features."),
         flag("--loss_s2sd_target_dims", "--loss_distill_net_dims", param="target_dims",
-             default=[512, 1024, 1536, 2048], nargs="+", type=int, convert=lambda dims, opt: tuple(dims),
+             default=[512, 1024, 1536, 2048], nargs="+", type=Bounded(int, ge=1), convert=lambda dims, opt: tuple(dims),
              help="Width of each target branch."),
         flag("--loss_s2sd_feat_distill", "--loss_distill_match_feats", param="feat_distill", action="store_true",
              help="Also distill the backbone feature similarities."),
         flag("--loss_s2sd_feat_w", "--loss_distill_feat_w", "--loss_s2sd_feat_distill_w", param="feat_w",
-             default=50.0, type=float, help="Weight of the feature distillation."),
+             default=50.0, type=Bounded(float, ge=0), help="Weight of the feature distillation."),
         flag("--loss_s2sd_feat_distill_delay", "--loss_distill_max_feat_iter", param="feat_distill_delay",
-             default=1000, type=int, help="Training iterations before feature distillation starts."),
+             default=1000, type=Bounded(int, ge=0), help="Training iterations before feature distillation starts."),
         reads("lr", "head_lr"),
         reads("decay", "head_weight_decay"),
     )

@@ -6,7 +6,7 @@ import torch
 
 from criteria import REGISTRY
 from criteria.base import TupleLoss
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 def snr_distance(anchor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -34,8 +34,8 @@ class SNRLoss(TupleLoss):
     """
 
     FLAGS = (
-        flag("--loss_snr_margin", param="margin", default=0.2, type=float),
-        flag("--loss_snr_reg_lambda", param="reg_lambda", default=0.005, type=float,
+        flag("--loss_snr_margin", param="margin", default=0.2, type=Bounded(float, ge=0)),
+        flag("--loss_snr_reg_lambda", param="reg_lambda", default=0.005, type=Bounded(float, ge=0),
              convert=lambda reg_lambda, opt: reference_reg_lambda(reg_lambda, opt.batch_mining)),
     )
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import ClassWeightLoss
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 @REGISTRY.register("softmax")
@@ -22,8 +22,8 @@ class NormSoftmaxLoss(ClassWeightLoss):
     """
 
     FLAGS = (
-        flag("--loss_softmax_lr", param="lr", default=0.00001, type=float),
-        flag("--loss_softmax_temperature", param="temperature", default=0.05, type=float),
+        flag("--loss_softmax_lr", param="lr", default=0.00001, type=Bounded(float, ge=0)),
+        flag("--loss_softmax_temperature", param="temperature", default=0.05, type=Bounded(float, gt=0)),
     )
 
     def __init__(self, n_classes: int, embed_dim: int, lr: float = 0.00001, temperature: float = 0.05):

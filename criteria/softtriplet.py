@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from criteria import REGISTRY
 from criteria.base import Criterion, own_group
-from utilities.flags import flag, times_lr
+from utilities.flags import Bounded, flag, times_lr
 
 
 @REGISTRY.register("softtriplet")
@@ -36,12 +36,12 @@ class SoftTripleLoss(Criterion):
     """
 
     FLAGS = (
-        flag("--loss_softtriplet_n_centroids", param="n_centroids", default=2, type=int),
-        flag("--loss_softtriplet_margin_delta", param="margin_delta", default=0.01, type=float),
-        flag("--loss_softtriplet_gamma", param="gamma", default=0.1, type=float),
-        flag("--loss_softtriplet_lambda", param="lam", default=8, type=float),
-        flag("--loss_softtriplet_reg_weight", param="reg_weight", default=0.2, type=float),
-        flag("--loss_softtriplet_lrmulti", param="lr", default=1, type=float, convert=times_lr),
+        flag("--loss_softtriplet_n_centroids", param="n_centroids", default=2, type=Bounded(int, ge=1)),
+        flag("--loss_softtriplet_margin_delta", param="margin_delta", default=0.01, type=Bounded(float, ge=0)),
+        flag("--loss_softtriplet_gamma", param="gamma", default=0.1, type=Bounded(float, gt=0)),
+        flag("--loss_softtriplet_lambda", param="lam", default=8, type=Bounded(float, gt=0)),
+        flag("--loss_softtriplet_reg_weight", param="reg_weight", default=0.2, type=Bounded(float, ge=0)),
+        flag("--loss_softtriplet_lrmulti", param="lr", default=1, type=Bounded(float, ge=0), convert=times_lr),
     )
 
     def __init__(self, n_classes: int, embed_dim: int, n_centroids: int = 2, margin_delta: float = 0.01,

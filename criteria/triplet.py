@@ -5,7 +5,7 @@ import torch
 
 from criteria import REGISTRY
 from criteria.base import TupleLoss
-from utilities.flags import flag
+from utilities.flags import Bounded, flag
 
 
 @REGISTRY.register("triplet")
@@ -16,7 +16,7 @@ class TripletLoss(TupleLoss):
     miner returns no triplet.
     """
 
-    FLAGS = (flag("--loss_triplet_margin", param="margin", default=0.2, type=float),)
+    FLAGS = (flag("--loss_triplet_margin", param="margin", default=0.2, type=Bounded(float, ge=0)),)
 
     def __init__(self, margin: float = 0.2, batchminer=None):
         super().__init__(batchminer)

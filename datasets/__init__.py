@@ -77,7 +77,12 @@ def _make_joint(parts: Sequence[Part], class_names: List[str], transform) -> Lis
 def select(name: str, opt, source_path: str) -> dict:
     build = REGISTRY.lookup(name)
     convention = architectures.input_convention(opt.arch)
-    layout: Layout = build(_root(name, source_path), opt)
+    try:
+        layout: Layout = build(_root(name, source_path), opt)
+    except OSError as err:  # an unreadable folder or info file
+        where = err.filename or source_path
+        raise UsageError(f"--source_path: cannot read {where} ({err.strerror or type(err).__name__}); make the "
+                         "dataset's folders and files readable") from None
     if name in EMBEDDED:
         def make_transform(train):
             return transforms.glyph(train, convention, fill=EMBEDDED[name][1], size=getattr(opt, "resolution", None))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datasets.image_check import decode_problems
 from utilities.errors import UsageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -49,7 +49,7 @@ class DMLDataset(Dataset):
 
 
 class FileDataset(DMLDataset):
-    """Images read from files with PIL and converted to RGB."""
+    """Images read from files with PIL and converted to RGB (`to_rgb`)."""
 
     def __init__(self, paths: Sequence[str], labels, class_names, transform):
         super().__init__(labels, class_names, transform)
@@ -57,7 +57,20 @@ class FileDataset(DMLDataset):
 
     def load(self, index: int):
         with Image.open(self.paths[index]) as image:
-            return image.convert("RGB")
+            return to_rgb(image)
+
+
+#: Pillow modes of 16-bit single-channel images (16-bit grayscale PNG, TIFF); "I" is how older Pillow opened them.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB version of `image`. 16-bit grayscale is scaled to 8 bits (v / 257, so 65535 -> 255) first:
+    Pillow's own conversion clips every value above 255 to white."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
 
 
 class ArrayDataset(DMLDataset):
@@ -75,20 +88,10 @@ class ArrayDataset(DMLDataset):
         return self.images[index]
 
 
-def _readable(path: str) -> str:
-    """'' if PIL can parse the image header, else the reason."""
-    try:
-        with Image.open(path) as image:
-            image.size
-        return ""
-    except Exception as err:  # PIL raises many types for broken files
-        return f"{type(err).__name__}: {err}"
-
-
-def scan_images(paths: Sequence[str], workers: int = 8) -> List[bool]:
-    """Which files PIL can open; each unreadable one is skipped with a warning that names it."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = list(pool.map(_readable, paths))
+def scan_images(paths: Sequence[str]) -> List[bool]:
+    """Which files decode in full (datasets/image_check.py); each one that does not is skipped with a warning
+    that names it and says why."""
+    reasons = decode_problems(paths)
     for path, reason in zip(paths, reasons):
         if reason:
             warnings.warn(f"skipping unreadable image {path} ({reason})")

@@ -36,9 +36,10 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
+from datasets.base import to_rgb
 from datasets.device_augment import BatchAugment
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit grayscale scaled to 8 bits (datasets.base.to_rgb), no longer clipped
 GPU_DECODE_BATCH = 128
 
 
@@ -102,9 +103,9 @@ def read_size(path: str):
 
 
 def decode_pil(path: str) -> torch.Tensor:
-    """3 x H x W uint8, as the streaming path decodes (PIL, converted to RGB)."""
+    """3 x H x W uint8, as the streaming path decodes (PIL, converted to RGB by `datasets.base.to_rgb`)."""
     with Image.open(path) as image:
-        return TF.pil_to_tensor(image.convert("RGB"))
+        return TF.pil_to_tensor(to_rgb(image))
 
 
 def fitted_size(height: int, width: int, long_side: int):
@@ -272,18 +273,19 @@ class LazyStore:
 class StoreTrainLoader:
     """Training batches from a `train` store: the batch sampler's indices, crops drawn batch-wise on `device`.
 
-    Has what utilities/resume.py reads from a training loader: `batch_sampler` and `generator` (here the
-    augmentation's generator, from which every random draw of an epoch comes).
+    Has what utilities/resume.py and utilities/training.py read from a training loader: `batch_sampler`,
+    `generator` (here the augmentation's generator, from which every random draw of an epoch comes) and
+    `dataset` (the training split: its size is checked on resume).
     """
 
-    def __init__(self, labels: np.ndarray, batch_sampler, store: LazyStore, augment: BatchAugment,
-                 device: torch.device):
+    def __init__(self, dataset, batch_sampler, store: LazyStore, augment: BatchAugment, device: torch.device):
+        self.dataset = dataset
         self.batch_sampler = batch_sampler
         self.store = store
         self.augment = augment
         self.generator = augment.generator
         self.device = device
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        self.labels = torch.as_tensor(np.asarray(dataset.labels), dtype=torch.int64)
         self._device_labels: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:

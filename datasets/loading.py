@@ -147,7 +147,7 @@ def store_loaders(opt, splits: dict, evaluated: dict, device: torch.device, mode
     train = splits["training"]
     train_store = LazyStore(f"{opt.dataset}_training", train.paths, StoreSpec("train", crop, resize), **common)
     augment = BatchAugment(opt.augmentation, crop, resize, convention, own_seed(opt))
-    loaders = {"training": StoreTrainLoader(train.labels, samplers.select(opt.data_sampler, train, opt), train_store,
+    loaders = {"training": StoreTrainLoader(train, samplers.select(opt.data_sampler, train, opt), train_store,
                                             augment, device)}
     eval_spec = StoreSpec("eval", crop, resize, geometry=torch.nn.Sequential(
         *transforms.photo_geometry(opt, False, convention)))
@@ -165,11 +165,13 @@ def store_loaders(opt, splits: dict, evaluated: dict, device: torch.device, mode
 class DeviceBatches:
     """A DataLoader whose uint8 batches are moved to `device` and finished there by `to_input` (the float
     steps of the transform); training labels go to the device too, evaluation labels stay on the host.
-    `batch_sampler` and `generator` are what utilities/resume.py saves."""
+    `batch_sampler` and `generator` are what utilities/resume.py saves, `dataset` the split whose size it
+    checks."""
 
     def __init__(self, loader: DataLoader, to_input, device: torch.device, batch_sampler=None, generator=None,
-                 labels_to_device: bool = False):
+                 labels_to_device: bool = False, dataset=None):
         self.loader = loader
+        self.dataset = dataset if dataset is not None else loader.dataset
         self.labels_to_device = labels_to_device
         self.to_input = to_input.to(device) if isinstance(to_input, torch.nn.Module) else to_input
         self.device = device
@@ -258,10 +260,10 @@ def streaming_loaders(opt, splits: dict, evaluated: dict, device: torch.device,
         loader = DataLoader(SeededItems(train), batch_sampler=SeededBatches(sampler, generator), persistent_workers=True,
                             generator=torch.Generator().manual_seed(opt.seed), **common)
         loaders = {"training": DeviceBatches(loader, finish, device, batch_sampler=sampler, generator=generator,
-                                             labels_to_device=True)}
+                                             labels_to_device=True, dataset=splits["training"])}
     else:
         loader = DataLoader(train, batch_sampler=sampler, persistent_workers=False, generator=generator, **common)
-        loaders = {"training": DeviceBatches(loader, finish, device, labels_to_device=True)}
+        loaders = {"training": DeviceBatches(loader, finish, device, labels_to_device=True, dataset=splits["training"])}
     batch = evaluation_batch_size(opt, device)
     for split, sets in evaluated.items():
         loaders[split] = {}

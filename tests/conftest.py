@@ -12,6 +12,19 @@ from PIL import Image
 import parameters
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_check_cache(tmp_path_factory):
+    """The decode-check cache of the tests (datasets/image_check.py) in a temporary folder, not in ~/.cache;
+    set in the environment, so runs in subprocesses use it too."""
+    before = os.environ.get("S2SD_CACHE_DIR")
+    os.environ["S2SD_CACHE_DIR"] = str(tmp_path_factory.mktemp("s2sd_cache"))
+    yield os.environ["S2SD_CACHE_DIR"]
+    if before is None:
+        del os.environ["S2SD_CACHE_DIR"]
+    else:
+        os.environ["S2SD_CACHE_DIR"] = before
+
+
 def make_opt(*argv: str, **overrides):
     """`parameters.parse(argv)`, then flag values set by keyword (`embed_dim=8` as `--embed_dim 8`); only
     flags: facts of the run such as n_classes are passed to what needs them, never added to `opt`."""

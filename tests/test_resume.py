@@ -1,4 +1,6 @@
-"""--checkpoint: exact resumption after SIGKILL mid-epoch, a kill during a checkpoint write, refusals, NaN stops.
+"""--checkpoint: exact resumption after SIGKILL mid-epoch, a kill during a checkpoint write, refusals, NaN stops;
+and preemption: SIGTERM mid-epoch saves the position inside the epoch, and the resumed run ends with the
+results of an uninterrupted one.
 
 The runs are tiny (a miniature CUB200 tree, slimresnet18, 2 steps per epoch) but exercise everything a resume
 must restore: S2SD with margin source and target criteria (learnable betas in their own optimizer groups),
@@ -20,7 +22,7 @@ import torch
 import main
 from tests.conftest import write_cub_tree
 from utilities import resume
-from utilities.errors import EXIT_DIVERGED, UsageError
+from utilities.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset", "cub200", "--arch", "slimresnet18_normalize", "--not_pretrained", "--embed_dim", "16",
@@ -31,10 +33,17 @@ TINY = ["--dataset", "cub200", "--arch", "slimresnet18_normalize", "--not_pretra
         "--evaluation_metrics", "e_recall@1", "e_recall@2", "nmi"]
 
 
-def run_killed(args, *flags):
+def run_interrupted(args, *flags, status=-signal.SIGKILL):
+    """Run main.py through tests/interrupt_run.py in its own process group; returns its stderr lines that are
+    not warnings."""
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "interrupt_run.py"), *flags, "--", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert proc.returncode == status, proc.stderr[-2000:]
+    return [line for line in proc.stderr.splitlines() if line.startswith("main.py")]
+
+
+def run_killed(args, *flags):
+    run_interrupted(args, *flags)
 
 
 def csv_rows(run_dir, name):
@@ -89,7 +98,8 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_results(uninterru
     assert not os.path.exists(os.path.join(killed_dir, "summary.json"))
 
     open(os.path.join(killed_dir, ".tmp_left_by_a_kill.pth"), "wb").close()
-    resumed = main.main(["--checkpoint", killed_dir])
+    with pytest.warns(UserWarning, match=r"killed/\.lock: took over the lock of a run that is gone \(pid "):
+        resumed = main.main(["--checkpoint", killed_dir])
     assert not os.path.exists(os.path.join(killed_dir, ".tmp_left_by_a_kill.pth"))
     assert resumed["run_dir"] == killed_dir
     assert_same_results(killed_dir, reference)
@@ -115,7 +125,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pat
 
     dry = main.main(["--checkpoint", os.path.join(run_dir, resume.LAST_CHECKPOINT), "--dry_run"])
     assert dry["dry_run"] is True  # the state loads into a freshly built model, criterion, optimizer and sampler
-    assert f"--checkpoint would continue {run_dir} at epoch 2." in capsys.readouterr().out
+    assert f"--checkpoint would continue {run_dir} at epoch 2/2." in capsys.readouterr().out
     assert len([n for n in os.listdir(run_dir) if n.startswith(".tmp_")]) == 1  # a dry run changes nothing
 
 
@@ -151,8 +161,10 @@ def test_checkpoint_paths_that_cannot_resume(tmp_path, capsys):
         resume.load(str(best))
     broken = tmp_path / "broken.pth.tar"
     broken.write_bytes(b"PK\x03\x04 not a checkpoint")
-    with pytest.raises(UsageError, match=f"--checkpoint {broken}: cannot read it"):
+    with pytest.raises(UsageError) as err:
         resume.load(str(broken))
+    assert str(err.value) == (f"--checkpoint {broken}: not a checkpoint this program wrote, or a damaged one; pass "
+                              "a run folder or its checkpoint_last.pth.tar")
     with pytest.raises(SystemExit) as exit_info:
         main.main(["--checkpoint", str(empty)])
     assert exit_info.value.code == 2
@@ -198,3 +210,28 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert err[0].endswith(f"; stopped, the last good checkpoint is {last}")
     assert "kl " in err[0] and "feat_kl " in err[0]
     assert resume.load(last)["epoch"] == 0
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_the_step_and_the_resumed_run_gives_the_uninterrupted_results(uninterrupted):
+    """SIGTERM to the whole process group (the DataLoader worker gets it too, as from SLURM or a terminal) during
+    step 3, the first of epoch 2; then SIGTERM and SIGINT again in the middle of writing the checkpoint. The step
+    ends, the write completes, `last` holds epoch 1 and step 1 of epoch 2, one line says how to resume, status
+    75; the resumed run draws the rest of epoch 2 as the uninterrupted run did."""
+    args, reference = uninterrupted
+    run_dir = os.path.join(os.path.dirname(reference["run_dir"]), "sigterm")
+    last = os.path.join(run_dir, resume.LAST_CHECKPOINT)
+    lines = run_interrupted(args + ["--savename", "sigterm"], "--signal-after-steps", "3", "--to-group",
+                            "--signal-during-save", status=EXIT_INTERRUPTED)
+    assert lines == [f"main.py: {name} again: the run is already stopping and saves first; SIGKILL would stop it "
+                     "now and keep the previous checkpoint" for name in ("SIGTERM", "SIGINT")] + [
+        f"main.py: interrupted by SIGTERM at epoch 2/2, step 1/2; saved in {last}; resume with: "
+        f"python main.py --checkpoint {run_dir}"]
+    state = resume.load(last)
+    assert state["epoch"] == 0 and state["progress"]["step"] == 1 and int(state["criterion"]["iteration"]) == 3
+    assert [r[0] for r in csv_rows(run_dir, "Data_Train_loss.csv")] == ["epoch", "0"]
+    assert [n for n in os.listdir(run_dir) if n.startswith(".")] == []  # no temporary file, no lock
+
+    resumed = main.main(["--checkpoint", run_dir])
+    assert resumed["run_dir"] == run_dir
+    assert_same_results(run_dir, reference)

@@ -41,10 +41,10 @@ def test_a_dry_run_decodes_nothing_and_bad_values_get_one_line(tmp_path, capsys)
     args = TINY + ["--source_path", source, "--save_path", str(tmp_path / "runs"), "--data_cache", "ram"]
     assert main.main(args + ["--dry_run"])["dry_run"] is True
     assert not os.path.exists(tmp_path / "runs")  # no run folder, no decoded images
-    for flag, value, message in [("--train_eval_every", "0", "--train_eval_every must be a positive integer; got 0"),
-                                 ("--checkpoint_every", "-1", "--checkpoint_every must be a positive integer; got -1"),
-                                 ("--resolution", "0", "--resolution must be a positive integer; got 0"),
-                                 ("--data_cache_gb", "0", "--data_cache_gb must be positive; got 0.0"),
+    for flag, value, message in [("--train_eval_every", "0", "--train_eval_every: 0 is out of range: must be an integer >= 1"),
+                                 ("--checkpoint_every", "-1", "--checkpoint_every: -1 is out of range: must be an integer >= 1"),
+                                 ("--resolution", "0", "--resolution: 0 is out of range: must be an integer >= 1"),
+                                 ("--data_cache_gb", "0", "--data_cache_gb: 0 is out of range: must be a number > 0"),
                                  ("--data_cache", "device", "--data_cache device needs a CUDA device")]:
         with pytest.raises(SystemExit) as exit_info:
             main.main(args[:-2] + [flag, value, "--device", "cpu"])

@@ -1,8 +1,9 @@
-"""Checkpoint files, written atomically: a temporary file in the same folder, then a rename."""
+"""Checkpoint files, written atomically (a temporary file in the same folder, then a rename) and read safely."""
 from __future__ import annotations
 
 import os
 import tempfile
+from typing import Optional
 
 import torch
 
@@ -25,10 +26,18 @@ def save_atomic(state: dict, path: str) -> None:
         raise
 
 
-def load_cpu(path: str):
-    """torch.load on the CPU, tensors and plain values only (no code is unpickled); a file that cannot be
-    read is a UsageError naming it."""
+#: What the line says of a file that torch cannot load as tensors and plain values.
+NOT_A_CHECKPOINT = "not a checkpoint this program wrote, or a damaged one"
+
+
+def load_cpu(path: str, name: Optional[str] = None, remedy: str = NOT_A_CHECKPOINT):
+    """torch.load on the CPU with weights_only=True (tensors and plain values: no code is unpickled). A file that
+    cannot be read, or is not such a file (text, a truncated download, a pickle with code), is one line: `name`
+    (default `--checkpoint <path>`) and `remedy`, what it is not and what to pass instead."""
+    name = name or f"--checkpoint {path}"
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise UsageError(f"--checkpoint {path}: cannot read it ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    except OSError as err:
+        raise UsageError(f"{name}: cannot read it ({err.strerror or err})") from None
+    except Exception:  # torch raises several types for foreign, damaged or code-carrying files
+        raise UsageError(f"{name}: {remedy}") from None

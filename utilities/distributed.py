@@ -78,9 +78,7 @@ def launched_world_size() -> int:
 
 def check_options(opt, world_size: int) -> None:
     """What several processes need of the flags, checked at parse time: the batch splits into whole class
-    groups per process, the sampler is class_random, --sync_bn runs on GPUs, --dist_timeout is positive."""
-    if opt.dist_timeout < 1:
-        raise UsageError(f"--dist_timeout must be a positive number of seconds; got {opt.dist_timeout}")
+    groups per process, the sampler is class_random, --sync_bn runs on GPUs."""
     if world_size == 1:
         return
     check_batch_share(opt.bs, opt.samples_per_class, world_size)

@@ -1,9 +1,10 @@
 """Exact resumption with `--checkpoint`: what a `last` checkpoint holds, how it is found, and how a run is restored.
 
 At the end of every `--checkpoint_every` epochs (default 1) and of the last one (after evaluation, logging,
-the best checkpoints and the scheduler step) a run writes `<run>/checkpoint_last.pth.tar` atomically
-(utilities/checkpoint.save_atomic), from a snapshot, in the background (utilities/async_checkpoint.py).
-It holds everything the next epoch depends on:
+the best checkpoints and the scheduler step), a run writes `<run>/checkpoint_last.pth.tar` atomically
+(utilities/checkpoint.save_atomic), from a snapshot, in the background (utilities/async_checkpoint.py). When
+the run is stopped by SIGTERM or SIGINT between two steps (utilities/preemption.py) it waits for that writer,
+then writes the checkpoint of the step reached. It holds everything the rest of the run depends on:
 
 * the model; the criterion (S2SD's target heads and their criteria, margin betas, proxies, and S2SD's
   iteration counter, a buffer); the optimizer; the scheduler;
@@ -12,18 +13,24 @@ It holds everything the next epoch depends on:
   or with the decoded-image store the one every batch-wise augmentation draws from (an in-memory dataset
   such as glyphs draws its augmentations in the main process, from torch's state);
 * with `--amp fp16`, the grad scaler's state;
-* the epoch, the logged history (for best values and the summary), the training seconds so far, the
-  options and the W&B run id.
+* the last completed epoch, the logged history (for best values and the summary), the training seconds so
+  far, the options, the size of the training split and the W&B run id;
+* written between two steps, `progress`: the step reached in the unfinished epoch and the running sums of
+  its statistics (utilities/training.EpochProgress). The sampler's and the loader generator's states are
+  then those of the start of that epoch, the other random states those of the moment it stopped: the
+  resumed run draws the epoch's batches again, drops the ones already trained on, and continues from the
+  next step, with the random numbers of an uninterrupted run.
 
-A run killed in the middle of epoch e restarts from the end of epoch e - 1 and replays epoch e with the
-same random numbers, so on the same machine it ends with the same weights and metrics as a run that was
-never interrupted (on CUDA with `--deterministic`). CSV rows the killed run wrote for epoch e are dropped
-before the replay.
+A run killed without warning (SIGKILL, a crash) restarts from the end of the epoch of its last checkpoint
+and replays the epochs after it with the same random numbers. Either way, on the same machine it ends with
+the same weights and metrics as a run that was never interrupted (on CUDA with `--deterministic`). CSV rows
+an interrupted run wrote for epochs after the checkpoint's are dropped before the run continues.
 
 `--checkpoint` takes a run folder or a `checkpoint_last.pth.tar` file; the run continues in the folder that
 holds the file. Best-metric checkpoints hold the model only (for evaluation) and are refused. A resumed
 run keeps its settings: a flag given on the command line that differs from the run's is refused, except
-the ones in `CHANGEABLE` (e.g. a larger --n_epochs to train longer).
+the ones in `CHANGEABLE` (e.g. a larger --n_epochs to train longer); the data it finds must have the size
+the run was trained on.
 """
 from __future__ import annotations
 
@@ -32,13 +39,14 @@ import glob
 import os
 import random
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from utilities.checkpoint import load_cpu
+from utilities.checkpoint import NOT_A_CHECKPOINT, load_cpu
 from utilities.errors import UsageError
+from utilities.training import EpochProgress
 
 LAST_CHECKPOINT = "checkpoint_last.pth.tar"
 FORMAT = 1
@@ -64,7 +72,7 @@ def locate(path: str) -> str:
         candidate = os.path.join(path, LAST_CHECKPOINT)
         if not os.path.isfile(candidate):
             raise UsageError(f"--checkpoint {path}: no {LAST_CHECKPOINT} in this folder; a run writes it at the end "
-                             "of each epoch, so this run did not finish one")
+                             "of each epoch and when it is stopped by SIGTERM or SIGINT, so this run did neither")
         return candidate
     if not os.path.isfile(path):
         raise UsageError(f"--checkpoint {path}: no such file or folder")
@@ -73,7 +81,7 @@ def locate(path: str) -> str:
 
 def load(path: str) -> dict:
     """Load a resumable checkpoint on the CPU (tensors and plain values only: no code is unpickled)."""
-    state = load_cpu(path)
+    state = load_cpu(path, remedy=f"{NOT_A_CHECKPOINT}; pass a run folder or its {LAST_CHECKPOINT}")
     if not isinstance(state, dict) or state.get("format") != FORMAT or "optimizer" not in state:
         raise UsageError(f"--checkpoint {path}: not a resumable checkpoint (best-metric checkpoints hold the model only); "
                          f"pass the run folder or its {LAST_CHECKPOINT}")
@@ -114,6 +122,13 @@ def prepare(opt: argparse.Namespace, argv: Optional[Sequence[str]], parser: argp
     state = load(path)
     merged = merge_options(opt, argv, state["opt"], parser)
     merged.checkpoint = opt.checkpoint
+    completed = state["epoch"] + 1
+    needed = completed + (1 if state.get("progress") else 0)
+    if merged.n_epochs < needed:
+        started = f" and started epoch {completed + 1}" if state.get("progress") else ""
+        raise UsageError(f"--n_epochs {merged.n_epochs}: the run has completed {completed} epoch(s){started}; "
+                         f"pass --n_epochs {needed} or more to train longer, or leave it out to finish the run "
+                         f"({state['opt']['n_epochs']} epochs)")
     return Resumed(run_dir=os.path.dirname(os.path.abspath(path)), opt=merged, state=state, path=path)
 
 
@@ -139,8 +154,14 @@ def set_rng_state(state: dict, loader_generator: torch.Generator) -> None:
 
 
 def training_state(*, epoch: int, model, criterion, optimizer, scheduler, loader, history: dict,
-                   train_seconds: float, opt_dict: dict, online: Optional[dict], precision=None) -> dict:
-    """The `last` checkpoint after `epoch` (0-based) has completed."""
+                   train_seconds: float, opt_dict: dict, online: Optional[dict],
+                   progress: Optional[EpochProgress] = None, precision=None) -> dict:
+    """The `last` checkpoint after `epoch` (0-based; -1: none) has completed, and `progress` steps into the next;
+    `precision` (utilities/precision.Precision) holds the grad scaler of `--amp fp16`."""
+    rng = rng_state(loader.generator)
+    sampler = loader.batch_sampler.state_dict()
+    if progress is not None:
+        rng["loader"], sampler = progress.loader_state, progress.sampler_state
     return {
         "scaler": precision.state_dict() if precision is not None else None,
         "format": FORMAT,
@@ -149,8 +170,10 @@ def training_state(*, epoch: int, model, criterion, optimizer, scheduler, loader
         "criterion": criterion.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "sampler": loader.batch_sampler.state_dict(),
-        "rng": rng_state(loader.generator),
+        "sampler": sampler,
+        "rng": rng,
+        "progress": progress.counters() if progress is not None else None,
+        "data": data_size(loader.dataset),
         "history": history,
         "train_seconds": train_seconds,
         "opt": opt_dict,
@@ -158,18 +181,38 @@ def training_state(*, epoch: int, model, criterion, optimizer, scheduler, loader
     }
 
 
-def restore(state: dict, *, model, criterion, optimizer, scheduler, loader, precision=None) -> int:
-    """Load `state` into freshly built objects (random states last); returns the first epoch still to run."""
+def data_size(training_split) -> dict:
+    return {"classes": training_split.n_classes, "images": len(training_split)}
+
+
+def restore(state: dict, *, model, criterion, optimizer, scheduler, loader,
+            precision=None) -> Tuple[int, Optional[EpochProgress]]:
+    """Load `state` into freshly built objects (random states last); returns the first epoch still to run and,
+    when the checkpoint was written inside it, how far that epoch had come."""
+    saved = state.get("data")
+    if saved is not None and saved != data_size(loader.dataset):
+        found = data_size(loader.dataset)
+        raise UsageError(f"--checkpoint: the run was trained on {saved['classes']} classes and {saved['images']} "
+                         f"images, but the data found now has {found['classes']} classes and {found['images']}; "
+                         "pass the --source_path the run was trained on")
+    try:
+        model.load_state_dict(state["model"])
+        criterion.load_state_dict(state["criterion"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise UsageError(f"--checkpoint: its weights do not fit the model built from the run's settings and data "
+                         f"({str(err).strip().splitlines()[0][:200]}); pass the --source_path the run was trained on"
+                         ) from None
     if precision is not None:
         precision.load_state_dict(state.get("scaler"))
-    model.load_state_dict(state["model"])
-    criterion.load_state_dict(state["criterion"])
-    optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     loader.batch_sampler.load_state_dict(state["sampler"])
     set_rng_state(state["rng"], loader.generator)
-    return state["epoch"] + 1
+    progress = state.get("progress")
+    if progress is not None:
+        progress = EpochProgress(**progress, sampler_state=state["sampler"], loader_state=state["rng"]["loader"])
+    return state["epoch"] + 1, progress
 
 
 def remove_partial_writes(run_dir: str) -> int:

@@ -1,9 +1,14 @@
-"""One training epoch: batches -> backbone -> criterion -> backward -> optimizer step."""
+"""One training epoch: batches -> backbone -> criterion -> backward -> optimizer step.
+
+An epoch can stop between two steps when `should_stop()` says so (a SIGTERM, utilities/preemption.py) and be
+continued later from that step: `EpochProgress` is how far it came, and what its statistics are made of.
+"""
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -11,9 +16,46 @@ from tqdm import tqdm
 
 from utilities.errors import TrainingDiverged
 from utilities.precision import Precision
+from utilities.seeding import random_states_kept
 
 #: On CUDA the loss is read (a host synchronisation) every this many steps and at the end of the epoch.
 CUDA_CHECK_EVERY = 25
+
+
+@dataclass
+class EpochProgress:
+    """The first `step` steps of an epoch are done: the running sums of their loss, loss terms and degenerate
+    steps, the seconds they took, and the states of the batch sampler and of the loader's generator at the
+    start of the epoch (from which the epoch's batches, and the seeds of its workers or its batch-wise
+    augmentations, are drawn again)."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    term_sums: Dict[str, torch.Tensor] = field(default_factory=dict)
+    degenerate: int = 0
+    seconds: float = 0.0
+    sampler_state: Optional[dict] = None
+    loader_state: Optional[torch.Tensor] = None
+
+    @classmethod
+    def starting(cls, loader) -> "EpochProgress":
+        """An epoch of the training loader `loader` (a DataLoader, or one of datasets/loading.py's loaders,
+        all with `batch_sampler` and `generator`) about to start (before its iterator is made)."""
+        return cls(sampler_state=loader.batch_sampler.state_dict(), loader_state=loader.generator.get_state())
+
+    def counters(self) -> dict:
+        """What a checkpoint stores besides the sampler and generator states (which it keeps in their own
+        places): plain numbers, so it loads with `weights_only=True`."""
+        return {"step": self.step, "loss_sum": self.loss_sum, "degenerate": self.degenerate, "seconds": self.seconds,
+                "term_sums": {key: float(value) for key, value in self.term_sums.items()}}
+
+
+class EpochInterrupted(Exception):
+    """The epoch stopped between two steps at the caller's request; `progress` says where."""
+
+    def __init__(self, progress: EpochProgress):
+        super().__init__(f"stopped after step {progress.step}")
+        self.progress = progress
 
 
 class DivergenceMonitor:
@@ -43,8 +85,10 @@ class DivergenceMonitor:
                                + (f" ({detail})" if detail else ""))
 
 
-def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int, precision: Optional[Precision] = None,
-                    check_every: Optional[int] = None) -> Dict[str, float]:
+def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
+                    progress: Optional[EpochProgress] = None,
+                    should_stop: Callable[[], bool] = lambda: False, *,
+                    precision: Optional[Precision] = None, check_every: Optional[int] = None) -> Dict[str, float]:
     """Train for one pass of the batch sampler; returns the mean loss, the mean of each logged loss term,
     the number of degenerate steps (no active tuple) and the seconds taken.
 
@@ -52,20 +96,33 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int, pre
     on the device, and the NaN/inf check (`DivergenceMonitor`) is read every `check_every` steps (default:
     every step on the CPU, where reading costs nothing and a bad step is never taken; every
     `CUDA_CHECK_EVERY` on CUDA, where the steps between a bad one and its check are taken, and their weights
-    are never saved) and at the end of the epoch. The backbone runs under `precision` (fp32 by default).
+    are never saved), at the end of the epoch and before the epoch stops early. The backbone runs under
+    `precision` (fp32 by default).
+
+    `progress` (`EpochProgress.starting(loader)` for a new epoch that may be stopped) continues an epoch from
+    its step `progress.step` (a resumed run: the sampler and the loader's generator are back at their
+    epoch-start states, the other random states where the epoch stopped). The skipped batches are drawn
+    again and dropped, so DataLoader workers and batch-wise augmentations consume the same random numbers as
+    in the uninterrupted epoch; the main process's random states are kept across that replay.
+    `should_stop()` is asked after each step; when it says yes, the divergence check is read (a diverged
+    state is never handed on to be saved) and `EpochInterrupted` carries the progress so far.
     """
     device = torch.device(device)
     precision = precision or Precision(device)
     check_every = check_every or (CUDA_CHECK_EVERY if device.type == "cuda" else 1)
     model.train()
     criterion.train()
-    start = time.time()
-    steps = 0
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    term_sums: Dict[str, torch.Tensor] = {}
-    degenerate = torch.zeros((), dtype=torch.long, device=device)
+    progress = progress or EpochProgress()
+    start = time.time() - progress.seconds
+    batches = iter(loader)
+    with random_states_kept():
+        for _ in range(progress.step):
+            next(batches)
+    loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
+    degenerate = torch.tensor(progress.degenerate, dtype=torch.long, device=device)
     monitor = DivergenceMonitor(device)
-    bar = tqdm(loader, desc=f"Epoch {epoch + 1} Training", leave=False, disable=None)  # a bar only on a terminal
+    bar = tqdm(batches, total=len(loader), initial=progress.step, desc=f"Epoch {epoch + 1} Training", leave=False,
+               disable=None)  # a bar only on a terminal
     for labels, images, _ in bar:
         images = precision.prepare_images(images.to(device, non_blocking=True))
         labels = labels.to(device, non_blocking=True)
@@ -73,21 +130,28 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int, pre
             out = model(images)
         loss = criterion(out["embeds"], labels, avg_batch_features=out["avg_features"], batch_features=out["features"])
         terms = getattr(criterion, "last_terms", {})
-        monitor.record(steps, loss, terms)
-        if (steps + 1) % check_every == 0:
+        monitor.record(progress.step, loss, terms)
+        if (progress.step + 1) % check_every == 0:
             monitor.check(epoch)
-            bar.set_postfix(loss=f"{float(loss_sum + loss.detach()) / (steps + 1):.4f}", refresh=False)
+            bar.set_postfix(loss=f"{float(loss_sum + loss.detach()) / (progress.step + 1):.4f}", refresh=False)
         precision.backward_and_step(loss, optimizer)
 
         loss_sum += loss.detach().double()
-        steps += 1
+        progress.step += 1
         for key, term in terms.items():
-            term_sums[key] = term_sums.get(key, 0.0) + term
+            progress.term_sums[key] = progress.term_sums.get(key, 0.0) + term
         if criterion.last_tuple_count is not None:
             degenerate += (criterion.last_tuple_count == 0).long()
+        if should_stop() and progress.step < len(loader):
+            bar.close()
+            monitor.check(epoch)
+            progress.loss_sum, progress.degenerate = float(loss_sum), int(degenerate)
+            progress.seconds = time.time() - start
+            raise EpochInterrupted(progress)
     monitor.check(epoch)
+    steps = progress.step
     stats = {"loss": float(loss_sum) / max(steps, 1)}
-    stats.update({k: float(v) / steps for k, v in term_sums.items()})
+    stats.update({k: float(v) / steps for k, v in progress.term_sums.items()})
     stats["degenerate_steps"] = int(degenerate)
     stats["seconds"] = time.time() - start
     return stats

@@ -278,5 +278,6 @@ def test_timm_weights_come_from_a_file_or_the_local_hub_cache_never_the_network(
     model = architectures.select("timm:resnet18", opt_factory("--pretrained_path", str(tmp_path / "mine.pth")))
     torch.testing.assert_close(model.trunk.model.conv1.weight, reference.conv1.weight)
     torch.save({k: v for k, v in reference.state_dict().items() if "layer4" not in k}, tmp_path / "partial.pth")
-    with pytest.raises(UsageError, match=r"partial\.pth does not fit this model \(Missing key\(s\) in state_dict: \"layer4"):
+    with pytest.raises(UsageError, match=r"partial\.pth does not fit this model or is not a weights file "
+                                         r"\(RuntimeError: Missing key\(s\) in state_dict: \"layer4"):
         architectures.select("timm:resnet18", opt_factory("--pretrained_path", str(tmp_path / "partial.pth")))

@@ -190,7 +190,7 @@ def test_train_validation_split_on_every_layout(opt_factory, tmp_path, kind, by_
         assert train.n_classes + val.n_classes == n_classes
 
 
-@pytest.mark.parametrize("flags", [["--tv_split_perc", "0.1"], ["--tv_split_perc", "1.0", "--tv_split_by_samples"]])
+@pytest.mark.parametrize("flags", [["--tv_split_perc", "0.1"], ["--tv_split_perc", "0.9", "--tv_split_by_samples"]])
 def test_a_split_that_leaves_one_side_empty_is_an_error(opt_factory, cub_tree, flags):
     with pytest.raises(UsageError, match=r"^--tv_split_perc .* leaves no (training|validation) data"):
         datasets.select("cub200", opt_factory("--use_tv_split", *flags), cub_tree(4, 2))
