@@ -27,13 +27,16 @@ import datetime
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 
 from utilities.errors import UsageError
+from utilities.seeding import seed_everything
 
 #: The variables torchrun sets for every process it starts.
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -128,6 +131,13 @@ def setup(opt, resolve_single) -> Processes:
     return _current
 
 
+def lost_contact(err: BaseException) -> bool:
+    """Whether `err` is a collective that failed because another process died or hung (gloo raises a plain
+    RuntimeError naming itself, NCCL a DistBackendError), under several processes."""
+    text = str(err)
+    return _current.several and (isinstance(err, dist.DistError) or "gloo" in text or "NCCL" in text)
+
+
 def teardown() -> None:
     """Leave the process group (at the end of a torchrun run; nothing for a plain one)."""
     global _current
@@ -136,12 +146,24 @@ def teardown() -> None:
     _current = Processes(device=_current.device)
 
 
+def stream_seed(seed: int, *key: int) -> int:
+    """An independent 32-bit seed for the stream named `key` of a run seeded `seed` (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([seed, *key]).generate_state(1, np.uint32)[0])
+
+
 def rank_seed(seed: int, rank: int) -> int:
-    """The seed of rank `rank`'s own random streams (augmentations, workers): `seed` itself on rank 0, so a
-    one-process torchrun run draws what `python main.py` draws, and an independent 32-bit seed elsewhere."""
-    if rank == 0:
-        return seed
-    return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint32)[0])
+    """The seed of rank `rank`'s own random streams (augmentations, workers, torch's global generator):
+    `seed` itself on rank 0, so a one-process torchrun run draws what `python main.py` draws, and an
+    independent seed elsewhere."""
+    return seed if rank == 0 else stream_seed(seed, 1, rank)
+
+
+def seed_process(seed: int) -> None:
+    """Give this process its own random streams once the (identical) model and criterion are built: ranks
+    other than 0 reseed Python, numpy and torch with `rank_seed`, so e.g. an in-memory dataset's
+    augmentations, drawn in the main process, differ between processes; rank 0 keeps `seed`'s streams."""
+    if _current.rank != 0:
+        seed_everything(rank_seed(seed, _current.rank))
 
 
 # ------------------------------------------------------------------------------------------------ gathers
@@ -250,8 +272,18 @@ def to_main(obj: Any) -> Optional[List[Any]]:
 
 
 def barrier() -> None:
+    """Wait for every process (nothing for one)."""
     if _current.several:
         dist.barrier()
+
+
+def share_buffers(module: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every process, as DDP hands them out at the start of
+    each forward: after the last step of an epoch each process has updated its own from its rows, and the
+    evaluation, whose shards every process embeds, must use one model (identity for one process)."""
+    if _current.several:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 # ---------------------------------------------------------------------------------------------- randomness
@@ -294,10 +326,47 @@ class SharedRandomness:
             self.cuda_state = state["cuda"]
 
 
-def loss_randomness(seed: int, device: torch.device):
-    """The context the loss runs in: `SharedRandomness` under several processes, else torch's own streams
-    (a plain run draws exactly what it always drew)."""
-    return SharedRandomness(seed, device) if _current.several else None
+def loss_randomness(seed: int, device: torch.device) -> Optional[SharedRandomness]:
+    """The stream the loss draws from: under several processes a `SharedRandomness` (seeded apart from every
+    process's own streams), else None: torch's own streams, so a plain run draws exactly what it always drew."""
+    return SharedRandomness(stream_seed(seed, 0), device) if _current.several else None
+
+
+def agreed(read: Callable[[], bool], every: int = 1) -> Callable[[], bool]:
+    """A yes/no question (should the run stop?) that every process answers alike: under several processes
+    the answers are combined (any) at every `every`-th call, a collective, and the answer is no in between
+    (each process asks at the same steps); for one process `read` itself."""
+    if not _current.several:
+        return read
+    calls = [0]
+
+    def ask() -> bool:
+        calls[0] += 1
+        return calls[0] % every == 0 and any_rank(read())
+
+    return ask
+
+
+def parallel(step: nn.Module, sync_bn: bool = False) -> nn.Module:
+    """The training step as each process runs it: under torchrun wrapped in DistributedDataParallel (on the
+    process's GPU, or the CPU), whose backward averages the gradients of every parameter across processes,
+    with the backbone's BatchNorm layers synchronised across processes when `sync_bn`; a plain run's step
+    is returned as it is."""
+    if not dist.is_initialized():
+        return step
+    if sync_bn:
+        nn.SyncBatchNorm.convert_sync_batchnorm(step.model)
+    cuda = _current.device.type == "cuda"
+    return DistributedDataParallel(step, device_ids=[_current.device] if cuda else None)
+
+
+def reduce_epoch_stats(stats: dict) -> dict:
+    """An epoch's statistics over the processes: the mean of each loss term (the same global-batch loss on
+    every process) and of the degenerate steps (counted on the global batch, so the same everywhere), the
+    largest `seconds` (the epoch lasts as long as its slowest process)."""
+    reduced = rank_mean({k: v for k, v in stats.items() if k != "seconds"})
+    reduced["degenerate_steps"] = round(reduced["degenerate_steps"])
+    return {**reduced, "seconds": rank_max(stats["seconds"])}
 
 
 # ------------------------------------------------------------------------------------------------ batches

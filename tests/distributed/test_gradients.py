@@ -2,21 +2,14 @@
 on the same global batch, and the weights stay together over steps (tests/distributed/gradient_worker.py)."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.distributed.launch import torchrun
+
 #: Relative differences allowed: the loss and every gradient at the same weights (the issue's bar), and every
 #: weight after 4 SGD steps with momentum taken apart (float summation order differs, nothing else).
 GRADIENT_TOLERANCE, WEIGHT_TOLERANCE = 1e-5, 1e-5
-
-
-def torchrun(*args, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m torch.distributed.run --standalone --nproc_per_node nproc args...` from the repository root."""
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                           *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +21,7 @@ def compared(tmp_path_factory):
         return json.load(f)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["s2sd_multisimilarity", "margin_distance"])
 def test_two_processes_compute_the_single_process_loss_and_gradients(compared, case):
     assert compared["world_size"] == 2
