@@ -30,6 +30,7 @@ import main as main_module  # noqa: E402
 import metrics  # noqa: E402
 import parameters  # noqa: E402
 from benchmarks import synthetic_cub  # noqa: E402
+from utilities.errors import EXIT_INTERRUPTED  # noqa: E402
 from utilities.precision import Precision  # noqa: E402
 
 CUDA = torch.device("cuda", 0)
@@ -266,38 +267,51 @@ def check_nan_stop(work: str) -> None:
     passed("nan_stop", "the run stopped naming epoch 2, step 2 and the loss terms")
 
 
-def run_main(args, kill_after_steps=None):
-    command = [sys.executable, os.path.join(ROOT, "tests", "interrupt_run.py")]
-    command += ["--after-steps", str(kill_after_steps), "--"] if kill_after_steps else ["--"]
-    proc = subprocess.run(command + args, cwd=ROOT, capture_output=True, text=True, timeout=240)
-    expected = -signal.SIGKILL if kill_after_steps else 0
+def run_main(args, interrupt=(), expected=0):
+    """main.py through tests/interrupt_run.py (with its `interrupt` flags), in its own process group, so a
+    signal sent to the group reaches the run and its workers and nothing of this script."""
+    command = [sys.executable, os.path.join(ROOT, "tests", "interrupt_run.py"), *interrupt, "--", *args]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, start_new_session=True)
     require(proc.returncode == expected, f"exit {proc.returncode}, expected {expected}: {proc.stderr[-1500:]}")
 
 
 def check_resume(work: str) -> None:
-    """--deterministic on CUDA: a run killed after the first step of epoch 2 and resumed ends as the one never
-    killed, with the store on the GPU and with persistent seeded streaming workers."""
+    """--deterministic on CUDA, with the store on the GPU and with persistent seeded streaming workers: a run
+    killed (SIGKILL) after the first step of epoch 2 and resumed, and a run stopped by SIGTERM to its process
+    group during that step (the background writer flushed, the step's checkpoint written, exit 75) and
+    resumed, both end as the run never interrupted."""
     tree = small_tree(work)
     variants = (("store", ["--data_cache", "device"]), ("workers", ["--data_cache", "off", "--kernels", "2"]))
+    interruptions = (("killed", ["--after-steps", "5"], -signal.SIGKILL),  # 4 steps per epoch: epoch 2, step 1
+                     ("stopped", ["--signal-after-steps", "5", "--to-group"], EXIT_INTERRUPTED))
     for variant, flags in variants:
         base = TINY_RUN + flags + ["--deterministic", "--source_path", tree, "--n_epochs", "2",
                                    "--save_path", os.path.join(work, f"resume_{variant}")]
-        run_main(base + ["--savename", "reference"])
-        run_main(base + ["--savename", "killed"], kill_after_steps=5)  # 4 steps per epoch: epoch 2, step 1
         run_dir = os.path.join(work, f"resume_{variant}", "cub200")
-        run_main(["--checkpoint", os.path.join(run_dir, "killed")])
-        summaries = [json.load(open(os.path.join(run_dir, name, "summary.json"))) for name in ("reference", "killed")]
+        run_main(base + ["--savename", "reference"])
+        for name, interrupt, status in interruptions:
+            run_main(base + ["--savename", name], interrupt, status)
+            saved = torch.load(os.path.join(run_dir, name, "checkpoint_last.pth.tar"), map_location="cpu",
+                               weights_only=True)
+            position = (saved["epoch"], (saved["progress"] or {}).get("step"))
+            require(position == ((0, None) if name == "killed" else (0, 1)),
+                    f"{variant}, {name}: the checkpoint holds (epoch, step) {position}")
+            run_main(["--checkpoint", os.path.join(run_dir, name)])
+        names = ("reference",) + tuple(name for name, _, _ in interruptions)
+        summaries = [json.load(open(os.path.join(run_dir, name, "summary.json"))) for name in names]
         states = [torch.load(os.path.join(run_dir, name, "checkpoint_last.pth.tar"), map_location="cpu",
-                             weights_only=True) for name in ("reference", "killed")]
-        for key, value in summaries[0]["last"].items():
-            if key != "train/time":
-                require(summaries[1]["last"][key] == value, f"{variant}: {key} {summaries[1]['last'][key]} != {value}")
-        for part in ("model", "criterion"):
-            for name, tensor in states[0][part].items():
-                gap = float((states[1][part][name].double() - tensor.double()).abs().max()) if tensor.numel() else 0.0
-                require(gap == 0.0, f"{variant}: {part}.{name} differs after resume by up to {gap:.2e}")
-        print(f"{variant}: resumed run equals the uninterrupted one (every logged value, every weight)", flush=True)
-    passed("resume", "bit-exact with --deterministic, store and streaming workers")
+                             weights_only=True) for name in names]
+        for name, result, state in zip(names[1:], summaries[1:], states[1:]):
+            for key, value in summaries[0]["last"].items():
+                if key != "train/time":
+                    require(result["last"][key] == value, f"{variant}, {name}: {key} {result['last'][key]} != {value}")
+            for part in ("model", "criterion"):
+                for key, tensor in states[0][part].items():
+                    gap = float((state[part][key].double() - tensor.double()).abs().max()) if tensor.numel() else 0.0
+                    require(gap == 0.0, f"{variant}, {name}: {part}.{key} differs after resume by up to {gap:.2e}")
+        print(f"{variant}: the killed and the stopped run, resumed, equal the uninterrupted one (every logged value, "
+              "every weight)", flush=True)
+    passed("resume", "bit-exact with --deterministic after SIGKILL and after SIGTERM, store and streaming workers")
 
 
 # -- the final table ---------------------------------------------------------------------------------------------

@@ -263,7 +263,8 @@ def streaming_loaders(opt, splits: dict, evaluated: dict, device: torch.device,
                                              labels_to_device=True, dataset=splits["training"])}
     else:
         loader = DataLoader(train, batch_sampler=sampler, persistent_workers=False, generator=generator, **common)
-        loaders = {"training": DeviceBatches(loader, finish, device, labels_to_device=True, dataset=splits["training"])}
+        loaders = {"training": DeviceBatches(loader, finish, device, labels_to_device=True,
+                                             dataset=splits["training"])}
     batch = evaluation_batch_size(opt, device)
     for split, sets in evaluated.items():
         loaders[split] = {}

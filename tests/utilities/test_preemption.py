@@ -6,6 +6,8 @@ tests/test_resume.py."""
 import io
 import os
 import signal
+import threading
+import time
 
 import pytest
 import torch
@@ -16,9 +18,11 @@ from torch.utils.data import DataLoader
 import criteria
 import main
 from datasets.samplers import ClassRandomSampler
-from tests.conftest import glyph_subset
-from utilities import resume
+from tests.conftest import glyph_subset, write_cub_tree
+from utilities import async_checkpoint, resume
+from utilities.checkpoint import save_atomic
 from utilities.errors import Interrupted
+from utilities.precision import Precision
 from utilities.preemption import StopSignals
 from utilities.training import EpochInterrupted, EpochProgress, train_one_epoch
 
@@ -109,3 +113,75 @@ def test_an_epoch_stopped_after_a_step_continues_with_the_random_numbers_of_an_u
     for name, tensor in reference["model"].state_dict().items():
         assert torch.equal(continued["model"].state_dict()[name], tensor), name
     assert torch.equal(torch.get_rng_state(), rng_after)
+
+
+def test_an_fp16_epoch_stopped_and_continued_carries_the_grad_scaler():
+    """The scale grows every step here (growth_interval 1), so a continued epoch whose scaler started afresh
+    would take other steps; the checkpoint's `scaler` entry makes it take the same ones."""
+    def fp16():
+        return Precision(torch.device("cpu"), torch.float16,
+                         scaler=torch.amp.GradScaler("cpu", init_scale=2.0**8, growth_interval=1))
+
+    reference, reference_precision = fresh_run(7), fp16()
+    expected = train_one_epoch(*(reference[k] for k in ("model", "criterion", "optimizer", "loader")), "cpu", 0,
+                               EpochProgress.starting(reference["loader"]), precision=reference_precision)
+
+    stopped, stopped_precision = fresh_run(7), fp16()
+    with pytest.raises(EpochInterrupted) as err:
+        train_one_epoch(*(stopped[k] for k in ("model", "criterion", "optimizer", "loader")), "cpu", 0,
+                        EpochProgress.starting(stopped["loader"]), lambda: True, precision=stopped_precision)
+    buffer = io.BytesIO()
+    torch.save(resume.training_state(epoch=-1, **stopped, history={}, train_seconds=0.0, opt_dict={}, online=None,
+                                     progress=err.value.progress, precision=stopped_precision), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert state["scaler"]["scale"] == 2.0**9  # one step taken: grown once
+
+    continued = fresh_run(99)
+    continued_precision = Precision(torch.device("cpu"), torch.float16, scaler=torch.amp.GradScaler("cpu"))
+    _, progress = resume.restore(state, **continued, precision=continued_precision)
+    assert continued_precision.scaler.get_scale() == 2.0**9
+    stats = train_one_epoch(*(continued[k] for k in ("model", "criterion", "optimizer", "loader")), "cpu", 0, progress,
+                            precision=continued_precision)
+    assert {k: v for k, v in stats.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
+    assert continued_precision.scaler.get_scale() == reference_precision.scaler.get_scale() == 2.0**11
+    for name, tensor in reference["model"].state_dict().items():
+        assert torch.equal(continued["model"].state_dict()[name], tensor), name
+
+
+def test_a_stop_waits_for_the_background_writer_before_it_saves_the_step(tmp_path, monkeypatch, capsys):
+    """The end-of-epoch `last` checkpoint is written in the background, slowly here; a SIGTERM in the next epoch
+    saves that epoch's step only after that write has landed, so the step's checkpoint is the one left."""
+    source = write_cub_tree(str(tmp_path / "data"), n_classes=8, per_class=2)  # 8 training images: 2 steps of 4
+    slow_writes = []
+
+    def slow_save(state, path):
+        if path.endswith(resume.LAST_CHECKPOINT):
+            time.sleep(2)  # longer than the step that the signal lets finish
+            slow_writes.append(state.get("progress"))
+        save_atomic(state, path)
+
+    def signalled_in_epoch_2(*args, **kwargs):
+        if args[5] == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # before its first step: it stops after that step
+        return train_one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(async_checkpoint, "save_atomic", slow_save)
+    monkeypatch.setattr(main, "train_one_epoch", signalled_in_epoch_2)
+    with pytest.raises(SystemExit) as exit_info:
+        main.main(["--dataset", "cub200", "--source_path", source, "--save_path", str(tmp_path / "runs"),
+                   "--arch", "slimresnet18_normalize", "--not_pretrained", "--embed_dim", "8", "--bs", "4",
+                   "--resolution", "24", "--kernels", "0", "--no_train_metrics", "--tsne_points", "0",
+                   "--evaluation_metrics", "e_recall@1", "--data_cache", "ram", "--n_epochs", "2",
+                   "--savename", "stopped"])
+    run_dir = tmp_path / "runs" / "cub200" / "stopped"
+    assert exit_info.value.code == 75
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"main.py: interrupted by SIGTERM at epoch 2/2, step 1/2; saved in {run_dir / resume.LAST_CHECKPOINT}; "
+        f"resume with: python main.py --checkpoint {run_dir}")
+    for thread in threading.enumerate():  # a write still queued would land now, over the step's checkpoint
+        if thread.name.startswith("checkpoint-writer"):
+            thread.join(timeout=3)
+    assert slow_writes == [None]  # epoch 1's `last` went through the background writer
+    state = resume.load(str(run_dir / resume.LAST_CHECKPOINT))
+    assert state["epoch"] == 0 and state["progress"]["step"] == 1

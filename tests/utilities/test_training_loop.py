@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from utilities.training import TrainingDiverged, train_one_epoch
+from utilities.training import EpochInterrupted, TrainingDiverged, train_one_epoch
 
 
 class Scaled(torch.nn.Module):
@@ -57,3 +57,23 @@ def test_the_epoch_means_are_those_of_the_steps():
     assert stats["loss"] == sum(losses) / 4 and stats["a"] == pytest.approx(sum(losses) / 4)
     assert stats["b"] == pytest.approx(2 * sum(losses) / 4) and stats["degenerate_steps"] == 1
     assert math.isfinite(stats["seconds"])
+
+
+def test_a_stop_reads_the_nan_check_first_so_a_diverged_state_is_never_handed_on_to_be_saved():
+    losses = [0.5, float("nan"), 0.3, 0.2]
+    criterion = ScriptedLoss(losses)
+    with pytest.raises(TrainingDiverged) as err:  # not EpochInterrupted, whose progress the caller would save
+        train_one_epoch(Scaled(), criterion, torch.optim.SGD(Scaled().parameters(), lr=0.0), batches(4), "cpu",
+                        epoch=0, should_stop=lambda: criterion.calls == 3, check_every=50)
+    assert str(err.value) == "loss became nan at epoch 1, step 2 (a nan, b nan)" and criterion.calls == 3
+
+
+def test_a_stop_between_two_steps_carries_the_sums_so_far():
+    losses = [0.5, 0.25, 0.125, 1.0]
+    criterion = ScriptedLoss(losses)
+    with pytest.raises(EpochInterrupted) as err:
+        train_one_epoch(Scaled(), criterion, torch.optim.SGD(Scaled().parameters(), lr=0.0), batches(4), "cpu",
+                        epoch=0, should_stop=lambda: criterion.calls == 3, check_every=50)
+    progress = err.value.progress
+    assert progress.step == 3 and progress.loss_sum == 0.875 and progress.degenerate == 1
+    assert progress.counters()["term_sums"] == {"a": pytest.approx(0.875), "b": pytest.approx(1.75)}
