@@ -159,7 +159,8 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, step, preci
     logger = RunLogger(run_dir, write=writes)
     train_seconds, online_ref = 0.0, {"name": run_name(opt)}
     if resumed:
-        resume.remove_partial_writes(run_dir)
+        if writes:
+            resume.remove_partial_writes(run_dir)
         logger.restore(resumed.state["history"], start_epoch - 1)
         train_seconds, online_ref = resumed.state["train_seconds"], resumed.state["online"] or online_ref
         print(f"Resuming {run_dir} from {os.path.basename(resumed.path)} at {position(start_epoch, progress, opt)}",
