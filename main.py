@@ -256,6 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Under torchrun (README "Several GPUs") every process runs this; rank 0 alone prints and writes, and
     the errors that all processes meet together (a NaN stop, a stop signal) are reported by rank 0 only."""
     opt = parameters.parse(argv)
+    processes = distributed.current()  # this process's rank, kept for the reports below (after the teardown)
     try:
         with StopSignals() as stop, contextlib.ExitStack() as context:
             resumed = resume.prepare(opt, argv, parameters.build_parser()) if opt.checkpoint else None
@@ -270,19 +271,18 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         sys.stderr.write(f"main.py: error: {err}\n")
         raise SystemExit(EXIT_USAGE) from None
     except TrainingDiverged as err:
-        if distributed.current().is_main:
+        if processes.is_main:
             sys.stderr.write(f"main.py: error: {err}\n")
         raise SystemExit(EXIT_DIVERGED) from None
     except RuntimeError as err:
-        if not distributed.lost_contact(err):
+        if not (processes.several and distributed.lost_contact(err)):
             raise
-        processes = distributed.current()
         sys.stderr.write(f"main.py: error: process {processes.rank} of {processes.world_size} lost the others "
                          f"({str(err).strip().splitlines()[0][:160]}): another process died or hung, see its "
                          f"output; resume from the run's last checkpoint with --checkpoint\n")
         raise SystemExit(EXIT_LOST_PROCESS) from None
     except Interrupted as err:
-        if not distributed.current().is_main:
+        if not processes.is_main:
             raise SystemExit(err.exit_status) from None
         if err.checkpoint is None and opt.checkpoint and not opt.dry_run:
             err.checkpoint = opt.checkpoint  # stopped while setting up a resumed run: its checkpoint is untouched

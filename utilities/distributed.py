@@ -133,9 +133,9 @@ def setup(opt, resolve_single) -> Processes:
 
 def lost_contact(err: BaseException) -> bool:
     """Whether `err` is a collective that failed because another process died or hung (gloo raises a plain
-    RuntimeError naming itself, NCCL a DistBackendError), under several processes."""
+    RuntimeError naming itself, NCCL a DistBackendError)."""
     text = str(err)
-    return _current.several and (isinstance(err, dist.DistError) or "gloo" in text or "NCCL" in text)
+    return isinstance(err, dist.DistError) or "gloo" in text or "NCCL" in text
 
 
 def teardown() -> None:
