@@ -58,6 +58,7 @@ def build_loaders(opt, splits: dict, device) -> dict:
 
 
 def describe(opt, splits, model, criterion, device) -> str:
+    processes = distributed.current()
     n_weights = sum(p.numel() for p in model.parameters() if p.requires_grad)
     miners = sorted(set(criterion.miner_names()))
     sizes = " | ".join(f"{k} {len(v)} images / {v.n_classes} classes" for k, v in splits.items() if k != "evaluation")
@@ -66,7 +67,7 @@ def describe(opt, splits, model, criterion, device) -> str:
         f"Objective:\t {criterion.describe()}",
         f"Batchminer:\t {', '.join(miners) or 'N/A'}",
         f"Backbone:\t {opt.arch.upper()} (#weights: {n_weights})",
-        f"Device:\t\t {device}",
+        f"Device:\t\t {device}" + (f" x {processes.world_size} processes (torchrun)" if processes.several else ""),
         "-----",
     ])
 

@@ -57,7 +57,7 @@ FORMAT = 1
 #: Flags a resumed run may change: how long and where it runs, and what it draws; never what it learns.
 CHANGEABLE = ("checkpoint", "dry_run", "n_epochs", "kernels", "device", "gpu", "source_path", "save_path",
               "log_online", "plot_every", "retrieval_queries", "retrieval_k", "tsne_points", "checkpoint_every",
-              "train_eval_every", "data_cache_gb", "data_cache_dir")
+              "train_eval_every", "data_cache_gb", "data_cache_dir", "dist_timeout")
 
 
 @dataclass
