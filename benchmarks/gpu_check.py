@@ -1,7 +1,7 @@
 """The CUDA checks of benchmarks/gpu_check.sh, one per call (each in a fresh process, so one failing check,
 even a broken CUDA context, cannot take the others down), and the final table.
 
-    python benchmarks/gpu_check.py <check> --work DIR      # bf16_step fp16_scaler image_store metrics nan_stop resume ddp
+    python benchmarks/gpu_check.py <check> --work DIR   # bf16_step fp16_scaler image_store metrics nan_stop resume ddp
     python benchmarks/gpu_check.py summary --logs DIR
 
 A check prints what it measured and ends with `CHECK <name>: PASS` or raises (exit status 1). Needs CUDA,

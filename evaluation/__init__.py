@@ -70,8 +70,8 @@ def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Dat
     model.train(was_training)
     # Under several processes the loader holds this process's share of the split (datasets/loading.py);
     # the shares are gathered in rank order, which is the split's order.
-    features = {key: distributed.gather_uneven_rows(torch.cat(x)) for key, x in outputs.items()}
-    labels = distributed.gather_uneven_rows(torch.cat(labels))
+    features = {key: distributed.gather_uneven_rows(torch.cat(x) if x else None) for key, x in outputs.items()}
+    labels = distributed.gather_uneven_rows(torch.cat(labels) if labels else None)
     return {key: x if on_device else x.numpy() for key, x in features.items()}, labels.numpy()
 
 

@@ -207,17 +207,22 @@ def gather_rows_detached(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def gather_uneven_rows(x: torch.Tensor) -> torch.Tensor:
-    """All ranks' rows of `x` in rank order when ranks hold different numbers of rows (an evaluation shard):
-    each pads to the longest share for the collective and the padding is cut off again, so no row is
-    repeated. Moves `x` to this process's device for NCCL and returns the result where `x` was."""
+def gather_uneven_rows(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """All ranks' rows of `x` in rank order when ranks hold different numbers of rows (an evaluation shard;
+    None for a rank whose shard is empty): each pads to the longest share for the collective and the padding
+    is cut off again, so no row is repeated. Moves `x` to this process's device for NCCL and returns the
+    result where `x` was (an empty share: on this process's kind of device where the first non-empty was)."""
     if not _current.several:
         return x
-    home = x.device
-    x = x.detach().to(_current.device).contiguous()
-    counts = gather_rows_detached(torch.tensor([x.shape[0]], device=_current.device)).tolist()
-    padded = torch.zeros((max(counts), *x.shape[1:]), dtype=x.dtype, device=x.device)
-    padded[:x.shape[0]] = x
+    shapes = [None] * _current.world_size
+    dist.all_gather_object(shapes, None if x is None else (tuple(x.shape), x.dtype, x.device.type))
+    shape, dtype, kind = next(s for s in shapes if s is not None)
+    home = _current.device if kind == _current.device.type else torch.device(kind)
+    counts = [0 if s is None else s[0][0] for s in shapes]
+    padded = torch.zeros((max(counts), *shape[1:]), dtype=dtype, device=_current.device)
+    if x is not None:
+        padded[:x.shape[0]] = x.detach().to(_current.device)
+        home = x.device
     parts = gather_rows_detached(padded).split(max(counts))
     return torch.cat([part[:n] for part, n in zip(parts, counts)]).to(home)
 

@@ -10,7 +10,8 @@ collective: `TrainingStep` without `global_batch`. All draw the miner's random n
 `SharedRandomness` of the same seed. Per step the worker records the relative difference of the loss and of
 every parameter's gradient against the `lockstep` reference, which takes the DDP weights first; at the end
 the relative difference of every weight against the `free` reference, which trained on its own.
-Rank 0 writes them to OUT.json (the test asserts on them).
+It also gathers evaluation shares of different lengths, one empty. Rank 0 writes the results to OUT.json
+(the test asserts on them).
 
 The backbone is slimresnet18 with frozen BatchNorm: BatchNorm that trains normalises over each process's
 rows unless --sync_bn (GPUs only), so only a per-sample backbone makes the two sides the same function.
@@ -110,6 +111,10 @@ def main(out: str) -> None:
     opt = parameters.parse(COMMON)
     processes = distributed.setup(opt, resolve_device)
     results = {case: compare(case, processes) for case in CASES}
+    # evaluation shards of different lengths, one of them empty (a split of fewer batches than processes)
+    shares = {"uneven": torch.full((processes.rank + 1, 2), float(processes.rank)),
+              "one_empty": torch.arange(6.0).reshape(3, 2) if processes.rank == 0 else None}
+    results["gathered"] = {name: distributed.gather_uneven_rows(x).tolist() for name, x in shares.items()}
     gathered = distributed.to_main(results)
     if processes.is_main:
         with open(out, "w") as f:

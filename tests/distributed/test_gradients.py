@@ -36,3 +36,10 @@ def test_two_processes_compute_the_single_process_loss_and_gradients(compared, c
     # every trainable part is compared: backbone, S2SD heads (2 x 4 tensors) or the margin loss's class betas
     assert steps[0]["n_grads"] == {"s2sd_multisimilarity": 62 + 8, "margin_distance": 62 + 1}[case]
     assert compared["ranks"][0][case] == compared["ranks"][1][case]  # both ranks took the same steps
+
+
+@pytest.mark.slow
+def test_evaluation_shares_of_different_lengths_are_gathered_in_rank_order_without_padding(compared):
+    for rank in compared["ranks"]:
+        assert rank["gathered"]["uneven"] == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]
+        assert rank["gathered"]["one_empty"] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]

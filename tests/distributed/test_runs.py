@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ import torch
 import main
 import parameters
 from tests.conftest import write_cub_tree
-from tests.distributed.launch import ROOT, torchrun
+from tests.distributed.launch import torchrun
 from utilities import resume
 
 TINY = ["--dataset", "cub200", "--arch", "slimresnet18_normalize", "--not_pretrained", "--embed_dim", "16",
@@ -48,7 +47,7 @@ def interrupted(args, *how: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def assert_same_results(run_dir: str, reference: dict) -> None:
+def assert_same_results(run_dir: str, reference: dict, epochs: int = 2) -> None:
     """Every logged value (time aside) and every weight of the model and the criterion as `reference`'s, exactly."""
     summary = summary_of(run_dir)
     compared = [key for key in reference["last"] if key != "train/time"]
@@ -60,7 +59,7 @@ def assert_same_results(run_dir: str, reference: dict) -> None:
     for part in ("model", "criterion"):
         for name, tensor in final_ref[part].items():
             assert torch.equal(final[part][name], tensor), (part, name)
-    assert int(final["criterion"]["iteration"]) == 2 * STEPS_PER_EPOCH
+    assert int(final["criterion"]["iteration"]) == epochs * STEPS_PER_EPOCH
 
 
 @pytest.fixture(scope="module")
@@ -136,17 +135,16 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_the_run_resumes_
 
 
 @pytest.mark.slow
-def test_one_process_under_torchrun_gives_the_numbers_of_a_plain_run(tmp_path):
+def test_one_process_under_torchrun_gives_the_numbers_of_a_plain_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
     source = write_cub_tree(str(tmp_path / "data"), n_classes=12, per_class=4)
-    args = TINY + ["--source_path", source, "--save_path", str(tmp_path / "runs")]
-    plain = subprocess.run([sys.executable, "main.py", *args, "--savename", "plain"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
-    assert plain.returncode == 0, plain.stderr[-3000:]
-    launched = torchrun("main.py", *args, "--savename", "torchrun", nproc=1, env={"WANDB_MODE": "disabled"})
+    args = TINY + ["--source_path", source, "--save_path", str(tmp_path / "runs"), "--n_epochs", "1"]
+    plain = main.main(args + ["--savename", "plain"])
+    launched = torchrun("main.py", *args, "--savename", "torchrun", nproc=1)
     assert launched.returncode == 0, launched.stderr[-3000:]
-    runs = tmp_path / "runs" / "cub200"
-    assert_same_results(str(runs / "torchrun"), summary_of(str(runs / "plain")))
-    assert state_of(str(runs / "torchrun"))["world_size"] == 1
+    launched_dir = os.path.join(os.path.dirname(plain["run_dir"]), "torchrun")
+    assert_same_results(launched_dir, plain, epochs=1)
+    assert state_of(launched_dir)["world_size"] == 1
 
 
 def test_a_run_resumes_only_with_the_number_of_processes_it_was_trained_with():
