@@ -26,18 +26,20 @@ from evaluation import progression_plots
 from evaluation.epoch import evaluate_epoch, final_test_embedding, keep_best
 from evaluation.logger import PROTOCOLS, RunLogger, epoch_line
 from evaluation.splits import display_name
-from utilities import embedding_map, online, resume, retrieval_grid
+from utilities import distributed, embedding_map, online, resume, retrieval_grid
 from utilities.async_checkpoint import CheckpointWriter
 from utilities.checkpoint import save_atomic
 from utilities.device import resolve_device
-from utilities.errors import EXIT_DIVERGED, EXIT_USAGE, Interrupted, TrainingDiverged, UsageError
+from utilities.errors import EXIT_DIVERGED, EXIT_LOST_PROCESS, EXIT_USAGE, Interrupted, TrainingDiverged, \
+    UsageError
 from utilities.precision import Precision, compile_modules, configure_kernels, deterministic, keep_kernel_options, \
     optimizer_options
 from utilities.preemption import StopSignals
 from utilities.run_folder import check_save_path, jsonable_options, make_run_dir, run_name, write_parameters
 from utilities.run_lock import RunLock
 from utilities.seeding import seed_everything
-from utilities.training import EpochInterrupted, EpochProgress, train_one_epoch
+from utilities.training import EpochInterrupted, EpochProgress, TrainingStep, check_interval, embedding_storage, \
+    train_one_epoch
 
 
 def build_optimizer(opt, model, criterion, device=torch.device("cpu")):
@@ -65,6 +67,7 @@ def embed_training_set(model, loaders, device) -> torch.Tensor:
 
 
 def describe(opt, splits, model, criterion, device) -> str:
+    processes = distributed.current()
     n_weights = sum(p.numel() for p in model.parameters() if p.requires_grad)
     miners = sorted(set(criterion.miner_names()))
     sizes = " | ".join(f"{k} {len(v)} images / {v.n_classes} classes" for k, v in splits.items() if k != "evaluation")
@@ -73,7 +76,7 @@ def describe(opt, splits, model, criterion, device) -> str:
         f"Objective:\t {criterion.describe()}",
         f"Batchminer:\t {', '.join(miners) or 'N/A'}",
         f"Backbone:\t {opt.arch.upper()} (#weights: {n_weights})",
-        f"Device:\t\t {device}",
+        f"Device:\t\t {device}" + (f" x {processes.world_size} processes (torchrun)" if processes.several else ""),
         "-----",
     ])
 
@@ -96,7 +99,8 @@ def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSign
     """Build everything, then train in a new run folder (or `resumed`'s, whose lock the caller holds).
     `stop`: the SIGTERM/SIGINT handling of `main` (none: the run is never asked to stop)."""
     stop = stop or StopSignals()
-    device = resolve_device(opt)
+    processes = distributed.current()
+    device = processes.device
     if not resumed:
         check_save_path(opt.save_path, opt.dataset)
     seed_everything(opt.seed)
@@ -108,8 +112,13 @@ def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSign
     precision = Precision.build(opt, device, model)
     precision.prepare_model(model)
     optimizer, scheduler = build_optimizer(opt, model, criterion, device)
+    distributed.seed_process(opt.seed)  # under several processes, each draws its own augmentations from here on
     loaders = build_loaders(opt, splits, device)
-    parts = dict(model=model, criterion=criterion, optimizer=optimizer, scheduler=scheduler, loader=loaders["training"])
+    randomness = distributed.loss_randomness(opt.seed, device)
+    step = distributed.parallel(TrainingStep(model, criterion, precision, global_batch=processes.several,
+                                             randomness=randomness), opt.sync_bn)
+    parts = dict(model=model, criterion=criterion, optimizer=optimizer, scheduler=scheduler, loader=loaders["training"],
+                 randomness=randomness)
     start_epoch, progress = resume.restore(resumed.state, **parts, precision=precision) if resumed else (0, None)
     keep_kernel_options(optimizer, optimizer_options(type(optimizer), device))
     if opt.dry_run:
@@ -124,16 +133,21 @@ def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSign
         print(stores, flush=True)
     if opt.compile:
         compile_modules(model, criterion)
-    storage = loaders["training"].batch_sampler.storage
+    storage = embedding_storage(loaders["training"])
     if storage is not None and not resumed:  # a resumed run has it from its checkpoint
         storage.fill(embed_training_set(model, loaders, device))
     stop.defer()  # from here on a stop signal waits for a step to end, and the run saves before it stops
     if resumed:
-        return run(opt, resumed.run_dir, splits, loaders, parts, precision, device, stop, resumed, start_epoch,
+        return run(opt, resumed.run_dir, splits, loaders, parts, step, precision, stop, resumed, start_epoch,
                    progress)
-    run_dir = make_run_dir(opt)
-    with RunLock(run_dir):
-        return run(opt, run_dir, splits, loaders, parts, precision, device, stop)
+    run_dir = distributed.from_main(make_run_dir(opt) if processes.is_main else None)
+    with RunLock(run_dir) if processes.is_main else contextlib.nullcontext():
+        return run(opt, run_dir, splits, loaders, parts, step, precision, stop)
+
+
+def agreed_signal(stop: StopSignals) -> int:
+    """The signal the run stops on; under several processes the one that reached any of them (a collective)."""
+    return int(distributed.rank_max(stop.signum or 0))
 
 
 def position(epoch: int, progress: Optional[EpochProgress], opt) -> str:
@@ -141,25 +155,31 @@ def position(epoch: int, progress: Optional[EpochProgress], opt) -> str:
     return f"epoch {epoch + 1}/{opt.n_epochs}" + (f", step {progress.step + 1}" if progress else "")
 
 
-def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, precision: Precision, device, stop: StopSignals,
+def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, step, precision: Precision, stop: StopSignals,
         resumed: Optional[resume.Resumed] = None, start_epoch: int = 0,
         progress: Optional[EpochProgress] = None) -> dict:
     """Train and evaluate from `start_epoch` (and `progress` into it) to --n_epochs in `run_dir`, logging every
     epoch and checkpointing every --checkpoint_every epochs; stop at the first safe point after a stop signal
-    (`Interrupted`), with a checkpoint of that point."""
+    (`Interrupted`), with a checkpoint of that point. `step` computes a batch's loss (utilities/training.py,
+    in DistributedDataParallel under torchrun). Under several processes every one trains and embeds its
+    share, and rank 0 alone writes (`writes`); every decision to stop is taken together."""
     model, criterion, optimizer, scheduler = parts["model"], parts["criterion"], parts["optimizer"], parts["scheduler"]
     n_classes = splits["training"].n_classes
-    storage = loaders["training"].batch_sampler.storage
-    write_parameters(run_dir, opt)
-    logger = RunLogger(run_dir)
+    storage = embedding_storage(loaders["training"])
+    device = distributed.current().device
+    writes = distributed.current().is_main
+    if writes:
+        write_parameters(run_dir, opt)
+    logger = RunLogger(run_dir, write=writes)
     train_seconds, online_ref = 0.0, {"name": run_name(opt)}
     if resumed:
-        resume.remove_partial_writes(run_dir)
+        if writes:
+            resume.remove_partial_writes(run_dir)
         logger.restore(resumed.state["history"], start_epoch - 1)
         train_seconds, online_ref = resumed.state["train_seconds"], resumed.state["online"] or online_ref
         print(f"Resuming {run_dir} from {os.path.basename(resumed.path)} at {position(start_epoch, progress, opt)}",
               flush=True)
-    online_run = online.start(opt, run_dir, online_ref["name"], run_id=online_ref.get("id"))
+    online_run = online.start(opt, run_dir, online_ref["name"], run_id=online_ref.get("id")) if writes else None
     if online_run is not None:
         online_ref = {"name": online_ref["name"], "id": online_run.id}
     logger.online = online_run
@@ -167,15 +187,19 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, precision: 
 
     last_path = os.path.join(run_dir, resume.LAST_CHECKPOINT)
 
-    def last_state(epoch: int, within: Optional[EpochProgress] = None) -> dict:
-        return resume.training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
-                                     opt_dict=jsonable_options(opt), online=online_ref, progress=within,
-                                     precision=precision)
+    def last_state(epoch: int, within: Optional[EpochProgress] = None) -> Optional[dict]:
+        """The `last` checkpoint on rank 0, None elsewhere (a collective: it holds every process's random states)."""
+        return resume.gather_training_state(epoch=epoch, **parts, history=logger.history, train_seconds=train_seconds,
+                                            opt_dict=jsonable_options(opt), online=online_ref, progress=within,
+                                            precision=precision)
 
     def save_last_now(epoch: int, within: Optional[EpochProgress] = None) -> None:
         """Before the run stops: after every background write, so none of them lands on top of this one."""
         writer.close()
-        save_atomic(last_state(epoch, within), last_path)
+        state = last_state(epoch, within)
+        if writes:
+            save_atomic(state, last_path)
+        distributed.barrier()  # no process leaves (and has torchrun stop the others) before the checkpoint is on disk
 
     # The retrieval grid ranks a split against itself; query/gallery datasets (In-Shop) get no grid.
     test_split = splits.get("testing")
@@ -190,15 +214,17 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, precision: 
         try:
             within = progress if continued else EpochProgress.starting(loaders["training"])
             stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch, within,
-                                    lambda: stop.requested, precision=precision)
+                                    distributed.agreed(lambda: stop.requested, check_interval(device)),
+                                    precision=precision, step=step)
         except TrainingDiverged as err:
             writer.close()
             kept = f"the last good checkpoint is {last_path}" if os.path.exists(last_path) else "no epoch completed"
             raise TrainingDiverged(f"{err}; stopped, {kept}") from None
         except EpochInterrupted as interrupted:
             save_last_now(epoch - 1, interrupted.progress)
-            raise Interrupted(stop.signum, f"at epoch {epoch + 1}/{opt.n_epochs}, step {interrupted.progress.step}/"
-                                           f"{len(loaders['training'])}", last_path) from None
+            where = f"at epoch {epoch + 1}/{opt.n_epochs}, step {interrupted.progress.step}/{len(loaders['training'])}"
+            raise Interrupted(agreed_signal(stop), where, last_path) from None
+        stats = distributed.reduce_epoch_stats(stats)
         train_seconds += stats["seconds"]
         logger.log_group("training", "loss", {k: v for k, v in stats.items() if k not in ("seconds", "degenerate_steps")}, epoch)
         logger.log_group("training", "degenerate_steps", {"degenerate_steps": stats["degenerate_steps"]}, epoch)
@@ -206,6 +232,7 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, precision: 
         logger.log_epoch_number(epoch)
 
         eval_start = time.time()
+        distributed.share_buffers(model)
         results, test_embedding = evaluate_epoch(model, loaders, device, opt, logger, epoch, n_classes, precision,
                                                  evaluate_training=due(epoch, opt.train_eval_every, opt.n_epochs))
         eval_seconds = time.time() - eval_start
@@ -213,20 +240,23 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, precision: 
         print(epoch_line(epoch, opt.n_epochs, stats["loss"], results, stats["seconds"], eval_seconds), flush=True)
 
         writer.wait()  # the previous epoch's checkpoints are on disk before this epoch's are queued
-        keep_best(logger, results, run_dir, opt, model=model, epoch=epoch, writer=writer)
+        if writes:
+            keep_best(logger, results, run_dir, opt, model=model, epoch=epoch, writer=writer)
         if scheduler is not None:
             scheduler.step()
-        if opt.plot_every != 0 and due(epoch, opt.plot_every, opt.n_epochs):
+        if writes and opt.plot_every != 0 and due(epoch, opt.plot_every, opt.n_epochs):
             draw_pictures(opt, run_dir, epoch, test_split, test_embedding, queries)
-        if stop.requested:
+        if distributed.any_rank(stop.requested):
             save_last_now(epoch)
-            raise Interrupted(stop.signum, f"after epoch {epoch + 1}/{opt.n_epochs}", last_path)
+            raise Interrupted(agreed_signal(stop), f"after epoch {epoch + 1}/{opt.n_epochs}", last_path)
         if due(epoch, opt.checkpoint_every, opt.n_epochs):
-            writer.save(last_state(epoch), last_path)
+            state = last_state(epoch)
+            if writes:
+                writer.save(state, last_path)
 
     if opt.tsne_points:
         test_embedding = final_test_embedding(model, loaders, device, opt, test_embedding, precision)
-        if test_embedding is not None and len(test_embedding[1]) >= 3:
+        if writes and test_embedding is not None and len(test_embedding[1]) >= 3:
             embedding_map.draw(run_dir, display_name("testing"), *test_embedding, opt.tsne_points, opt.seed)
 
     writer.close()
@@ -236,30 +266,48 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, precision: 
     if online_run is not None:
         online_run.finish()
     print(f"Run folder: {run_dir}", flush=True)
-    return summary
+    return distributed.from_main(summary)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Under torchrun (README "Several GPUs") every process runs this; rank 0 alone prints and writes, and
+    the errors that all processes meet together (a NaN stop, a stop signal) are reported by rank 0 only."""
     opt = parameters.parse(argv)
+    processes = distributed.current()  # this process's rank, kept for the reports below (after the teardown)
     try:
-        with StopSignals() as stop, contextlib.ExitStack() as lock:
+        with StopSignals() as stop, contextlib.ExitStack() as context:
             resumed = resume.prepare(opt, argv, parameters.build_parser()) if opt.checkpoint else None
-            if resumed and not resumed.opt.dry_run:
-                lock.enter_context(RunLock(resumed.run_dir))  # before anything is built, let alone written
+            processes = distributed.setup(resumed.opt if resumed else opt, resolve_device)
+            context.callback(distributed.teardown)
+            if not processes.is_main:
+                context.enter_context(contextlib.redirect_stdout(context.enter_context(open(os.devnull, "w"))))
+            elif resumed and not resumed.opt.dry_run:
+                context.enter_context(RunLock(resumed.run_dir))  # before anything is built, let alone written
             return train(resumed.opt if resumed else opt, resumed, stop)
     except UsageError as err:
         sys.stderr.write(f"main.py: error: {err}\n")
         raise SystemExit(EXIT_USAGE) from None
     except TrainingDiverged as err:
-        sys.stderr.write(f"main.py: error: {err}\n")
+        if processes.is_main:
+            sys.stderr.write(f"main.py: error: {err}\n")
         raise SystemExit(EXIT_DIVERGED) from None
+    except RuntimeError as err:
+        if not (processes.several and distributed.lost_contact(err)):
+            raise
+        sys.stderr.write(f"main.py: error: process {processes.rank} of {processes.world_size} lost the others "
+                         f"({str(err).strip().splitlines()[0][:160]}): another process died or hung, see its "
+                         f"output; resume from the run's last checkpoint with --checkpoint\n")
+        raise SystemExit(EXIT_LOST_PROCESS) from None
     except Interrupted as err:
+        if not processes.is_main:
+            raise SystemExit(err.exit_status) from None
         if err.checkpoint is None and opt.checkpoint and not opt.dry_run:
             err.checkpoint = opt.checkpoint  # stopped while setting up a resumed run: its checkpoint is untouched
         if err.checkpoint:
             run_dir = err.checkpoint if os.path.isdir(err.checkpoint) else os.path.dirname(err.checkpoint)
+            launcher = "torchrun ... main.py" if distributed.launched_by_torchrun() else "python main.py"
             sys.stderr.write(f"main.py: {err}; saved in {err.checkpoint}; resume with: "
-                             f"python main.py --checkpoint {run_dir}\n")
+                             f"{launcher} --checkpoint {run_dir}\n")
         else:
             sys.stderr.write(f"main.py: {err}; nothing to resume\n")
         raise SystemExit(err.exit_status) from None

@@ -203,6 +203,17 @@ def speed_parameters(parser: argparse.ArgumentParser) -> None:
                    help="Write checkpoint_last.pth.tar every N epochs and after the last.")
 
 
+def distributed_parameters(parser: argparse.ArgumentParser) -> None:
+    """Several processes under torchrun (README "Several GPUs", utilities/distributed.py)."""
+    g = parser.add_argument_group("several GPUs (torchrun)")
+    g.add_argument("--sync_bn", action="store_true",
+                   help="Under torchrun on GPUs, BatchNorm layers that train normalise over the global batch "
+                        "(SyncBatchNorm), e.g. for BN-Inception or an unfrozen ResNet.")
+    g.add_argument("--dist_timeout", default=1800, type=Bounded(int, ge=1),
+                   help="Seconds a process waits for the others in a collective before the job stops (a dead or "
+                        "hung process ends the run instead of blocking it); covers rank 0's evaluation.")
+
+
 GROUPS = (
     basic_training_parameters,
     batch_creation_parameters,
@@ -212,6 +223,7 @@ GROUPS = (
     s2sd_parameters,
     run_parameters,
     speed_parameters,
+    distributed_parameters,
 )
 
 
@@ -229,6 +241,7 @@ def validate(opt: argparse.Namespace) -> None:
     import datasets
     import evaluation.evaltypes
     import metrics
+    from utilities import distributed
     from utilities.errors import UsageError
     from utilities.run_folder import check_run_name
 
@@ -250,6 +263,7 @@ def validate(opt: argparse.Namespace) -> None:
     metrics.check_names(opt.evaluation_metrics, flag="--evaluation_metrics")
     evaluation.evaltypes.check(opt.evaltypes)
     check_run_name(opt)
+    distributed.check_options(opt, distributed.launched_world_size())
     for name in opt.storage_metrics:
         if name not in opt.evaluation_metrics:
             raise UsageError(

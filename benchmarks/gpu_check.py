@@ -1,7 +1,7 @@
 """The CUDA checks of benchmarks/gpu_check.sh, one per call (each in a fresh process, so one failing check,
 even a broken CUDA context, cannot take the others down), and the final table.
 
-    python benchmarks/gpu_check.py <check> --work DIR      # bf16_step fp16_scaler image_store metrics nan_stop resume
+    python benchmarks/gpu_check.py <check> --work DIR   # bf16_step fp16_scaler image_store metrics nan_stop resume ddp
     python benchmarks/gpu_check.py summary --logs DIR
 
 A check prints what it measured and ends with `CHECK <name>: PASS` or raises (exit status 1). Needs CUDA,
@@ -275,6 +275,21 @@ def run_main(args, interrupt=(), expected=0):
     require(proc.returncode == expected, f"exit {proc.returncode}, expected {expected}: {proc.stderr[-1500:]}")
 
 
+def require_same_run(reference_dir: str, run_dir: str, label: str) -> None:
+    """Every logged value of the last epoch (time aside) and every weight of the model and the criterion in
+    `run_dir` equal `reference_dir`'s, bit for bit."""
+    summaries = [json.load(open(os.path.join(d, "summary.json"))) for d in (reference_dir, run_dir)]
+    states = [torch.load(os.path.join(d, "checkpoint_last.pth.tar"), map_location="cpu", weights_only=True)
+              for d in (reference_dir, run_dir)]
+    for key, value in summaries[0]["last"].items():
+        if key != "train/time":
+            require(summaries[1]["last"][key] == value, f"{label}: {key} {summaries[1]['last'][key]} != {value}")
+    for part in ("model", "criterion"):
+        for key, tensor in states[0][part].items():
+            gap = float((states[1][part][key].double() - tensor.double()).abs().max()) if tensor.numel() else 0.0
+            require(gap == 0.0, f"{label}: {part}.{key} differs by up to {gap:.2e}")
+
+
 def check_resume(work: str) -> None:
     """--deterministic on CUDA, with the store on the GPU and with persistent seeded streaming workers: a run
     killed (SIGKILL) after the first step of epoch 2 and resumed, and a run stopped by SIGTERM to its process
@@ -297,32 +312,43 @@ def check_resume(work: str) -> None:
             require(position == ((0, None) if name == "killed" else (0, 1)),
                     f"{variant}, {name}: the checkpoint holds (epoch, step) {position}")
             run_main(["--checkpoint", os.path.join(run_dir, name)])
-        names = ("reference",) + tuple(name for name, _, _ in interruptions)
-        summaries = [json.load(open(os.path.join(run_dir, name, "summary.json"))) for name in names]
-        states = [torch.load(os.path.join(run_dir, name, "checkpoint_last.pth.tar"), map_location="cpu",
-                             weights_only=True) for name in names]
-        for name, result, state in zip(names[1:], summaries[1:], states[1:]):
-            for key, value in summaries[0]["last"].items():
-                if key != "train/time":
-                    require(result["last"][key] == value, f"{variant}, {name}: {key} {result['last'][key]} != {value}")
-            for part in ("model", "criterion"):
-                for key, tensor in states[0][part].items():
-                    gap = float((state[part][key].double() - tensor.double()).abs().max()) if tensor.numel() else 0.0
-                    require(gap == 0.0, f"{variant}, {name}: {part}.{key} differs after resume by up to {gap:.2e}")
+        for name, _, _ in interruptions:
+            require_same_run(os.path.join(run_dir, "reference"), os.path.join(run_dir, name), f"{variant}, {name}")
         print(f"{variant}: the killed and the stopped run, resumed, equal the uninterrupted one (every logged value, "
               "every weight)", flush=True)
     passed("resume", "bit-exact with --deterministic after SIGKILL and after SIGTERM, store and streaming workers")
 
 
+# -- 5. torchrun ------------------------------------------------------------------------------------------------
+
+def check_ddp(work: str) -> None:
+    """One process under torchrun (NCCL, DistributedDataParallel around backbone and criterion) trains what
+    `python main.py` trains on the same seed: 4 steps of the tiny S2SD run with --deterministic, every logged
+    value and every weight bit for bit."""
+    tree = small_tree(work)
+    base = TINY_RUN + ["--deterministic", "--data_cache", "device", "--source_path", tree, "--n_epochs", "1",
+                       "--save_path", os.path.join(work, "ddp")]
+    launches = {"plain": [sys.executable, "main.py"],
+                "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
+                             "main.py"]}
+    for name, launch in launches.items():
+        proc = subprocess.run(launch + base + ["--savename", name], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+        require(proc.returncode == 0, f"{name}: exit {proc.returncode}: {proc.stderr[-1500:]}")
+    run_dir = os.path.join(work, "ddp", "cub200")
+    require_same_run(os.path.join(run_dir, "plain"), os.path.join(run_dir, "torchrun"), "torchrun")
+    passed("ddp", "torchrun --nproc_per_node 1 equals python main.py bit for bit (--deterministic)")
+
+
 # -- the final table ---------------------------------------------------------------------------------------------
 
 CHECKS = {"bf16_step": check_bf16_step, "fp16_scaler": check_fp16_scaler, "image_store": check_image_store,
-          "metrics": check_metrics, "nan_stop": check_nan_stop, "resume": check_resume}
+          "metrics": check_metrics, "nan_stop": check_nan_stop, "resume": check_resume, "ddp": check_ddp}
 
 
 def summary(logs: str) -> None:
     print("\n==== GPU check ====")
-    for name in [*CHECKS, "ddp"]:
+    for name in CHECKS:
         path = os.path.join(logs, f"{name}.log")
         if not os.path.exists(path):
             print(f"{name:14s} NOT RUN")

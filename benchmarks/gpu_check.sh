@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA checks and the recipe benchmark of issue 10, for one GPU machine, in one go:
+# The CUDA checks and the recipe benchmark of issue 10 (and issue 11's torchrun check), for one GPU machine, in one go:
 #
 #     bash benchmarks/gpu_check.sh          # from the repository root; ends within GPU_CHECK_BUDGET seconds
 #
@@ -85,17 +85,7 @@ check image_store 50
 check metrics 30
 check nan_stop 35
 check resume 150
-
-# Distributed training (issue 11) lands later: run one process through torchrun once main.py supports it.
-if grep -q "init_process_group" main.py utilities/*.py 2>/dev/null; then
-    stage ddp 60 "$PY" -m torch.distributed.run --nproc_per_node 1 main.py --dataset cub200 \
-        --source_path "$WORK/checks/small_tree" --arch slimresnet18_normalize --not_pretrained --bs 4 \
-        --resolution 64 --n_epochs 1 --no_train_metrics --tsne_points 0 --save_path "$WORK/checks/ddp" \
-        && echo "CHECK ddp: PASS (torchrun --nproc_per_node 1)" | tee -a "$LOGS/ddp.log" \
-        || { failed=1; echo "CHECK ddp: FAIL (see $LOGS/ddp.log)"; }
-else
-    echo "SKIP ddp: main.py has no distributed support yet" | tee "$LOGS/ddp.log"
-fi
+check ddp 60  # issue 11: torchrun --nproc_per_node 1 against python main.py, same seed
 
 "$PY" benchmarks/gpu_check.py summary --logs "$LOGS" | tee "$LOGS/summary.txt"
 [ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$LOGS/summary.txt" "$OUT/gpu_check_summary.txt"

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import batchminer as miners
+from utilities.distributed import gather_rows
 from utilities.errors import UsageError
 from utilities.flags import Flag, options
 
@@ -42,6 +43,9 @@ class Criterion(nn.Module):
 
     `last_tuple_count` (a tensor, set by each forward) is the number of active tuples/anchors/pairs of the
     last batch; 0 means a degenerate batch, for which the loss is 0 with zero gradient.
+
+    Under several processes (torchrun) the training step calls `global_loss` with this process's rows
+    instead of `forward` (utilities/distributed.py).
     """
 
     REQUIRES_BATCHMINER: bool = False
@@ -82,6 +86,12 @@ class Criterion(nn.Module):
     def zero_loss(batch: torch.Tensor) -> torch.Tensor:
         """A loss of exactly 0 that is still connected to the graph, so backward gives zero gradients."""
         return batch.sum() * 0.0
+
+    def global_loss(self, batch: torch.Tensor, labels: torch.Tensor, **features) -> torch.Tensor:
+        """The loss of the global batch, from this process's rows of it: the embeddings and labels of all
+        processes gathered with gradient (utilities.distributed.gather_rows), then `forward`. A criterion
+        that derives batch-level tensors from other inputs (S2SD's heads read the features) overrides it."""
+        return self(gather_rows(batch), gather_rows(labels))
 
     def record(self, count) -> None:
         self.last_tuple_count = torch.as_tensor(count).detach()

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from criteria import REGISTRY, from_opt
 from criteria.base import Criterion
 from criteria.multisimilarity import MultiSimilarityLoss
+from utilities.distributed import gather_rows, gather_rows_detached
 from utilities.flags import Bounded, flag, reads
 
 #: A criterion, or what builds one: S2SD's `source` may be a zero-argument factory, `target` one of the width.
@@ -188,14 +189,31 @@ class S2SD(Criterion):
                 batch_features = features
             else:
                 avg_batch_features = features
+        g = self.branch_input(avg_batch_features, batch_features)
+        return self.distilled_loss(batch, labels, g, kwargs, gather=lambda x: x, gather_target=lambda x: x)
+
+    def global_loss(self, batch: torch.Tensor, labels: torch.Tensor, *, avg_batch_features=None, batch_features=None,
+                    **kwargs) -> torch.Tensor:
+        """The loss of the global batch from this process's rows (utilities/distributed.py): the heads run on
+        the local features, and the embeddings, labels and every head's output are gathered with gradient,
+        so each similarity matrix, KL term and sub-loss is the global batch's; the feature-distillation
+        target (detached) is gathered without gradient."""
+        g = self.branch_input(avg_batch_features, batch_features)
+        return self.distilled_loss(batch, labels, g, kwargs, gather=gather_rows, gather_target=gather_rows_detached)
+
+    def distilled_loss(self, batch: torch.Tensor, labels: torch.Tensor, g: torch.Tensor, kwargs: dict, *,
+                       gather: Callable[[torch.Tensor], torch.Tensor],
+                       gather_target: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The formula of the module docstring on the batch that `gather` makes of the rows of `batch`,
+        `labels` and the head outputs on `g` (and `gather_target` of the detached feature target)."""
+        batch, labels = gather(batch), gather(labels)
         source_loss = self.source_criterion(F.normalize(batch, dim=-1) if self.normalise_source else batch, labels,
                                             **kwargs)
         source_sim = cosine_similarity_matrix(batch)
-        g = self.branch_input(avg_batch_features, batch_features)
 
         target_losses, kls = [], []
         for net, criterion in zip(self.target_nets, self.target_criteria):
-            z = F.normalize(net(g), dim=-1)
+            z = gather(F.normalize(net(g), dim=-1))
             target_losses.append(criterion(z, labels, **kwargs))
             kls.append(similarity_kl((z @ z.T).detach(), source_sim, self.temperature))
         target_loss = torch.stack(target_losses).mean()
@@ -206,7 +224,7 @@ class S2SD(Criterion):
         if self.feat_distill:
             # The switch is a 0/1 tensor, not a Python branch, so the step needs no host synchronisation.
             active = (self.iteration >= self.feat_distill_delay).to(batch.dtype)
-            feat_kl = similarity_kl(cosine_similarity_matrix(g).detach(), source_sim, self.temperature)
+            feat_kl = similarity_kl(cosine_similarity_matrix(gather_target(g.detach())), source_sim, self.temperature)
             loss = loss + active * self.feat_w * feat_kl
             terms["feat_kl"] = (active * feat_kl).detach()
 

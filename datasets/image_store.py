@@ -303,23 +303,25 @@ class StoreTrainLoader:
 
 
 class StoreEvalLoader:
-    """Evaluation batches of `batch_size` from an `eval` store, in order, normalised on `device`."""
+    """Evaluation batches of `batch_size` from an `eval` store, in order, normalised on `device`; `rows` (a
+    range starting at a multiple of `batch_size`, default all) is the part this process embeds."""
 
-    def __init__(self, labels: np.ndarray, store: LazyStore, batch_size: int, convention, device: torch.device):
+    def __init__(self, labels: np.ndarray, store: LazyStore, batch_size: int, convention, device: torch.device,
+                 rows: Optional[range] = None):
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        self.rows = rows if rows is not None else range(len(self.labels))
         self.store = store
         self.batch_size = batch_size
         self.device = device
         self.normalize = convention.normalizer().to(device)
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        return -(-len(self.rows) // self.batch_size)
 
     def __iter__(self):
         stored = self.store.get().images
-        for start in range(0, len(self.labels), self.batch_size):
-            chunk = stored[start:start + self.batch_size]
+        for start in range(self.rows.start, self.rows.stop, self.batch_size):
+            chunk = stored[start:min(start + self.batch_size, self.rows.stop)]
             chunk = chunk.to(self.device, non_blocking=chunk.is_pinned())
             images_in = self.normalize(TF.to_dtype(chunk, torch.float32, scale=True))
-            yield (self.labels[start:start + self.batch_size], images_in,
-                   torch.arange(start, start + len(chunk)))
+            yield self.labels[start:start + len(chunk)], images_in, torch.arange(start, start + len(chunk))

@@ -43,6 +43,7 @@ from datasets import samplers, transforms
 from datasets.base import DMLDataset, FileDataset
 from datasets.device_augment import BatchAugment
 from datasets.image_store import LazyStore, StoreEvalLoader, StoreSpec, StoreTrainLoader, train_long_side
+from utilities import distributed
 from utilities.errors import UsageError
 from utilities.seeding import worker_init
 
@@ -57,6 +58,12 @@ STORAGE = "storage"
 #: On CUDA: persistent workers with per-batch seeds and deeper prefetch (benchmarks/recipe_speed.py turns it off
 #: to measure what it saves).
 LEAN_ON_CUDA = True
+
+
+def own_seed(opt) -> int:
+    """The seed of this process's augmentations: --seed, or under several processes one per rank
+    (utilities.distributed.rank_seed), so the processes' images are not augmented alike."""
+    return distributed.rank_seed(opt.seed, distributed.current().rank)
 
 
 def evaluation_batch_size(opt, device: torch.device) -> int:
@@ -149,8 +156,9 @@ def store_loaders(opt, splits: dict, evaluated: dict, device: torch.device, mode
                   pin=mode == "ram" and device.type == "cuda", cache_dir=cache_dir(opt))
     train = splits["training"]
     train_store = LazyStore(f"{opt.dataset}_training", train.paths, StoreSpec("train", crop, resize), **common)
-    augment = BatchAugment(opt.augmentation, crop, resize, convention, opt.seed)
-    loaders = {"training": StoreTrainLoader(train, samplers.select(opt.data_sampler, train, opt, device), train_store,
+    augment = BatchAugment(opt.augmentation, crop, resize, convention, own_seed(opt))
+    sampler = samplers.select(opt.data_sampler, train, opt, device)
+    loaders = {"training": StoreTrainLoader(train, sampler, train_store,
                                             augment, device)}
     eval_spec = StoreSpec("eval", crop, resize, geometry=torch.nn.Sequential(
         *transforms.photo_geometry(opt, False, convention)))
@@ -160,7 +168,8 @@ def store_loaders(opt, splits: dict, evaluated: dict, device: torch.device, mode
         for role, dataset in sets.items():
             key = split + ("" if role == "query" and len(sets) == 1 else f"_{role}")
             store = LazyStore(f"{opt.dataset}_{key}", dataset.paths, eval_spec, **common)
-            loaders[split][role] = StoreEvalLoader(dataset.labels, store, batch, convention, device)
+            loaders[split][role] = StoreEvalLoader(dataset.labels, store, batch, convention, device,
+                                                   rows=distributed.evaluation_rows(len(dataset), batch))
     return loaders
 
 
@@ -257,7 +266,7 @@ def streaming_loaders(opt, splits: dict, evaluated: dict, device: torch.device,
         common["prefetch_factor"] = PREFETCH_BATCHES
     train, finish = uint8_view(splits["training"])
     sampler = samplers.select(opt.data_sampler, splits["training"], opt, device)
-    generator = torch.Generator().manual_seed(opt.seed)
+    generator = torch.Generator().manual_seed(own_seed(opt))
     if lean:
         loader = DataLoader(SeededItems(train), batch_sampler=SeededBatches(sampler, generator), persistent_workers=True,
                             generator=torch.Generator().manual_seed(opt.seed), **common)
@@ -272,6 +281,8 @@ def streaming_loaders(opt, splits: dict, evaluated: dict, device: torch.device,
         loaders[split] = {}
         for role, dataset in sets.items():
             view, finish = uint8_view(dataset)
+            if distributed.current().several:  # this process's whole batches (utilities/distributed.py)
+                view = torch.utils.data.Subset(view, distributed.evaluation_rows(len(view), batch))
             loader = DataLoader(view, batch_size=batch, shuffle=False, persistent_workers=workers > 0,
                                 generator=torch.Generator().manual_seed(opt.seed), **common)
             loaders[split][role] = DeviceBatches(loader, finish, device)

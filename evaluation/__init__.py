@@ -23,6 +23,7 @@ from tqdm import tqdm
 import metrics
 from evaluation import evaltypes as evaltype_parsing
 from evaluation.splits import EVALUATED
+from utilities import distributed
 from utilities.precision import Precision
 
 
@@ -45,7 +46,8 @@ def evaluated_sets(splits: Mapping, include_train: bool = True) -> Dict[str, Dic
 @torch.inference_mode()
 def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Data", progress: Optional[bool] = None,
           precision=None, on_device: bool = False) -> Tuple[Dict[str, object], np.ndarray]:
-    """Run the model in eval mode over `loader`; returns ({output key: N x D float32}, labels N).
+    """Run the model in eval mode over `loader`; returns ({output key: N x D float32}, labels N) of the
+    whole split, also under several processes, where each embeds its shard.
     `progress`: show a progress bar (None: only on a terminal).
 
     The backbone runs under `precision`'s autocast (utilities/precision.py; its outputs are fp32 whatever
@@ -57,6 +59,8 @@ def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Dat
     model.eval()
     outputs = {key: [] for key in keys}
     labels = []
+    if not distributed.current().is_main:
+        progress = False
     for batch_labels, images, _ in tqdm(loader, desc=desc, leave=False, disable=None if progress is None else not progress):
         with precision.autocast():
             out = model(precision.prepare_images(images.to(device, non_blocking=True)))
@@ -64,8 +68,11 @@ def embed(model, loader, device, keys: Sequence[str], desc: str = "Embedding Dat
             outputs[key].append(out[key].float() if on_device else out[key].float().cpu())
         labels.append(batch_labels.cpu())
     model.train(was_training)
-    features = {key: torch.cat(x) for key, x in outputs.items()}
-    return ({key: x if on_device else x.numpy() for key, x in features.items()}, torch.cat(labels).numpy())
+    # Under several processes the loader holds this process's share of the split (datasets/loading.py);
+    # the shares are gathered in rank order, which is the split's order.
+    features = {key: distributed.gather_uneven_rows(torch.cat(x) if x else None) for key, x in outputs.items()}
+    labels = distributed.gather_uneven_rows(torch.cat(labels) if labels else None)
+    return {key: x if on_device else x.numpy() for key, x in features.items()}, labels.numpy()
 
 
 def metric_backend(opt, device) -> Tuple[str, object]:
@@ -101,13 +108,16 @@ def embed_and_score(model, loaders, device, opt, desc: str, n_train_classes: Opt
     """(metrics {evaltype: {metric: value}}, query features {evaltype: N x D}, query labels N) for one split.
 
     `n_train_classes` is the k of the clustering metrics with --kmeans_train_classes (or --reference_parity).
-    When the metrics run on the GPU, the features never leave it."""
+    When the metrics run on the GPU, the features never leave it. Under several processes every one embeds
+    its shard and gets the whole split's features, and rank 0 alone computes the metrics (the others get {})."""
     backend, metric_device = metric_backend(opt, device)
     query_features, query_labels, gallery_features, gallery_labels = embed_split(
         model, loaders, device, opt, desc, precision, on_device=metric_device is not None)
     train_classes_k = opt.kmeans_train_classes or opt.reference_parity
     if train_classes_k and n_train_classes is None:
         raise ValueError("--kmeans_train_classes: pass n_train_classes, the number of training classes")
+    if not distributed.current().is_main:  # under several processes the metrics run once, on rank 0
+        return {}, query_features, query_labels
     options = dict(n_clusters=n_train_classes if train_classes_k else None, seed=opt.seed,
                    threads=max(1, min(opt.kernels, os.cpu_count() or 1)), backend=backend, device=metric_device)
     results = {

@@ -58,12 +58,15 @@ def lower_is_better(name: str) -> bool:
 
 
 class RunLogger:
-    """Writes CSV rows, keeps the history of every value, and forwards each epoch to an online logger."""
+    """Writes CSV rows, keeps the history of every value, and forwards each epoch to an online logger.
+    With `write=False` (the processes other than rank 0 under torchrun) it keeps the history only."""
 
-    def __init__(self, run_dir: str, online=None):
+    def __init__(self, run_dir: str, online=None, write: bool = True):
         self.run_dir = run_dir
         self.csv_dir = os.path.join(run_dir, "CSV_Logs")
-        os.makedirs(self.csv_dir, exist_ok=True)
+        self.write = write
+        if write:
+            os.makedirs(self.csv_dir, exist_ok=True)
         self.online = online
         self.history: Dict[str, List[float]] = {}
         self._pending_online: Dict[str, float] = {}
@@ -72,13 +75,14 @@ class RunLogger:
                   evaltype: Optional[str] = None) -> None:
         """One row of `values` for the internal split `split` (`training`, `testing`, ...)."""
         shown = display_name(split)
-        path = os.path.join(self.csv_dir, f"Data_{shown}_{group}.csv")
-        is_new = not os.path.exists(path)
-        with open(path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if is_new:
-                writer.writerow(["epoch", *values])
-            writer.writerow([epoch, *values.values()])
+        if self.write:
+            path = os.path.join(self.csv_dir, f"Data_{shown}_{group}.csv")
+            is_new = not os.path.exists(path)
+            with open(path, "a", newline="") as f:
+                writer = csv.writer(f)
+                if is_new:
+                    writer.writerow(["epoch", *values])
+                writer.writerow([epoch, *values.values()])
         for name, value in values.items():
             self.history.setdefault(summary_key(shown, evaltype, name), []).append(float(value))
             online_key = f"{shown}: {group}" if name == group else f"{shown}: {group}: {name}"
@@ -101,7 +105,7 @@ class RunLogger:
         """Continue a run from a checkpoint taken after `last_epoch`: take its history and drop the CSV rows of
         later epochs (those an interrupted epoch had already written)."""
         self.history = {key: list(values) for key, values in history.items()}
-        for name in sorted(os.listdir(self.csv_dir)):
+        for name in sorted(os.listdir(self.csv_dir)) if self.write else []:
             path = os.path.join(self.csv_dir, name)
             with open(path, newline="") as f:
                 rows = list(csv.reader(f))
@@ -136,6 +140,8 @@ class RunLogger:
         return best
 
     def write_summary(self, summary: dict) -> None:
+        if not self.write:
+            return
         with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1, sort_keys=True)
         with open(os.path.join(self.run_dir, "training_summary.txt"), "w") as f:

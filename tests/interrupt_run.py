@@ -14,6 +14,8 @@
         with --signal-after-steps: send SIGTERM and SIGINT again in the middle of writing the checkpoint
         that the first signal causes.
 
+Under torchrun, `--only-rank R` limits the kill or signal to the process of rank R (the others run on).
+
 Nothing is mocked: the run is main.main; only the moment of the signal is chosen.
 """
 from __future__ import annotations
@@ -42,6 +44,8 @@ def kill_after_steps(n: int) -> None:
 
     torch.optim.Adam.step = counted
 
+
+def checkpoints_written_at_once() -> None:
     from utilities.async_checkpoint import CheckpointWriter
 
     save = CheckpointWriter.save
@@ -112,7 +116,13 @@ if __name__ == "__main__":
     parser.add_argument("--signal", default="TERM", choices=["TERM", "INT"])
     parser.add_argument("--to-group", action="store_true")
     parser.add_argument("--signal-during-save", action="store_true")
+    parser.add_argument("--only-rank", type=int)
     args, rest = parser.parse_known_args()
+    if args.after_steps:
+        checkpoints_written_at_once()  # on every process: the killed one may not be the writer
+    if args.only_rank is not None and int(os.environ.get("RANK", 0)) != args.only_rank:
+        args.after_steps = args.during_save = args.signal_after_steps = None
+        args.signal_during_save = False
     if args.after_steps:
         kill_after_steps(args.after_steps)
     if args.during_save:

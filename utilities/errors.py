@@ -22,6 +22,9 @@ EXIT_DIVERGED = 3
 #: resumable existed (while setting up a new run), the status is 128 + the signal number, as the shell's:
 #: 130 for SIGINT, 143 for SIGTERM (utilities/preemption.py).
 EXIT_INTERRUPTED = 75
+#: Under torchrun: another process died, or a collective waited longer than --dist_timeout; the run folder
+#: keeps its last checkpoint (utilities/distributed.py).
+EXIT_LOST_PROCESS = 4
 
 
 class UsageError(Exception):

@@ -14,6 +14,9 @@ then writes the checkpoint of the step reached. It holds everything the rest of 
   augmentation draws from (an in-memory dataset such as glyphs draws its augmentations in the main process,
   from torch's state);
 * with `--amp fp16`, the grad scaler's state;
+* the number of processes; under several (torchrun), every process's random states (`process_rng`, by
+  rank) and the state of the loss's shared stream (`shared_rng`, utilities/distributed.SharedRandomness);
+  a run resumes with the number of processes it was trained with;
 * the last completed epoch, the logged history (for best values and the summary), the training seconds so
   far, the options, the size of the training split and the W&B run id;
 * written between two steps, `progress`: the step reached in the unfinished epoch and the running sums of
@@ -46,6 +49,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from utilities import distributed
 from utilities.checkpoint import NOT_A_CHECKPOINT, load_cpu
 from utilities.errors import UsageError
 from utilities.training import EpochProgress
@@ -55,7 +59,7 @@ FORMAT = 1
 #: Flags a resumed run may change: how long and where it runs, and what it draws; never what it learns.
 CHANGEABLE = ("checkpoint", "dry_run", "n_epochs", "kernels", "device", "gpu", "source_path", "save_path",
               "log_online", "plot_every", "retrieval_queries", "retrieval_k", "tsne_points", "checkpoint_every",
-              "train_eval_every", "data_cache_gb", "data_cache_dir")
+              "train_eval_every", "data_cache_gb", "data_cache_dir", "dist_timeout")
 
 
 @dataclass
@@ -155,15 +159,38 @@ def set_rng_state(state: dict, loader_generator: torch.Generator) -> None:
     loader_generator.set_state(state["loader"])
 
 
+def process_rng_state(loader, progress: Optional[EpochProgress] = None) -> dict:
+    """This process's random states for a checkpoint; within an epoch (`progress`) the loader generator's is
+    the one of the epoch's start."""
+    rng = rng_state(loader.generator)
+    if progress is not None:
+        rng["loader"] = progress.loader_state
+    return rng
+
+
+def gather_training_state(*, loader, progress: Optional[EpochProgress] = None, randomness=None,
+                          **state) -> Optional[dict]:
+    """`training_state` on rank 0 (None elsewhere), with every process's random states: a collective that every
+    process calls at the same point (utilities/distributed.py; one process: just `training_state`).
+    `randomness`: the loss's SharedRandomness under several processes (None otherwise)."""
+    rngs = distributed.to_main(process_rng_state(loader, progress))
+    if not distributed.current().is_main:
+        return None
+    saved = training_state(loader=loader, progress=progress, **state)
+    saved["world_size"] = len(rngs)
+    if len(rngs) > 1:
+        saved["process_rng"] = rngs
+        saved["shared_rng"] = randomness.state_dict()
+    return saved
+
+
 def training_state(*, epoch: int, model, criterion, optimizer, scheduler, loader, history: dict,
                    train_seconds: float, opt_dict: dict, online: Optional[dict],
                    progress: Optional[EpochProgress] = None, precision=None) -> dict:
     """The `last` checkpoint after `epoch` (0-based; -1: none) has completed, and `progress` steps into the next;
     `precision` (utilities/precision.Precision) holds the grad scaler of `--amp fp16`."""
-    rng = rng_state(loader.generator)
-    sampler = loader.batch_sampler.state_dict()
-    if progress is not None:
-        rng["loader"], sampler = progress.loader_state, progress.sampler_state
+    rng = process_rng_state(loader, progress)
+    sampler = progress.sampler_state if progress is not None else loader.batch_sampler.state_dict()
     return {
         "scaler": precision.state_dict() if precision is not None else None,
         "format": FORMAT,
@@ -187,10 +214,23 @@ def data_size(training_split) -> dict:
     return {"classes": training_split.n_classes, "images": len(training_split)}
 
 
+def check_world_size(state: dict) -> None:
+    """A run continues with the number of processes it was trained with: each process's augmentations come
+    from its own random stream, which a different number of processes cannot re-split exactly."""
+    saved, now = state.get("world_size", 1), distributed.current().world_size
+    if saved != now:
+        how = "python main.py" if saved == 1 else f"torchrun --nproc_per_node/--nnodes giving {saved} processes"
+        raise UsageError(f"--checkpoint: the run was trained with {saved} process(es) and this launch has {now}; "
+                         f"resume it with {how} (each process's random augmentations cannot be re-split exactly "
+                         "over another number of processes)")
+
+
 def restore(state: dict, *, model, criterion, optimizer, scheduler, loader,
-            precision=None) -> Tuple[int, Optional[EpochProgress]]:
+            precision=None, randomness=None) -> Tuple[int, Optional[EpochProgress]]:
     """Load `state` into freshly built objects (random states last); returns the first epoch still to run and,
-    when the checkpoint was written inside it, how far that epoch had come."""
+    when the checkpoint was written inside it, how far that epoch had come. Under several processes each
+    takes its own random states, and `randomness` (the loss's SharedRandomness) the shared one."""
+    check_world_size(state)
     saved = state.get("data")
     if saved is not None and saved != data_size(loader.dataset):
         found = data_size(loader.dataset)
@@ -210,10 +250,13 @@ def restore(state: dict, *, model, criterion, optimizer, scheduler, loader,
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     loader.batch_sampler.load_state_dict(state["sampler"])
-    set_rng_state(state["rng"], loader.generator)
+    rng = state["process_rng"][distributed.current().rank] if "process_rng" in state else state["rng"]
+    set_rng_state(rng, loader.generator)
+    if randomness is not None:
+        randomness.load_state_dict(state["shared_rng"])
     progress = state.get("progress")
     if progress is not None:
-        progress = EpochProgress(**progress, sampler_state=state["sampler"], loader_state=state["rng"]["loader"])
+        progress = EpochProgress(**progress, sampler_state=state["sampler"], loader_state=rng["loader"])
     return state["epoch"] + 1, progress
 
 

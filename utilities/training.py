@@ -5,13 +5,16 @@ continued later from that step: `EpochProgress` is how far it came, and what its
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import torch
+import torch.nn as nn
 from tqdm import tqdm
 
+from utilities import distributed
 from utilities.errors import TrainingDiverged
 from utilities.precision import Precision
 from utilities.seeding import random_states_kept
@@ -60,6 +63,12 @@ class EpochInterrupted(Exception):
         self.progress = progress
 
 
+def check_interval(device) -> int:
+    """Steps between two reads of the device (the NaN check; under several processes the stop agreement):
+    every step on the CPU, where reading costs nothing, `CUDA_CHECK_EVERY` on CUDA."""
+    return CUDA_CHECK_EVERY if torch.device(device).type == "cuda" else 1
+
+
 class DivergenceMonitor:
     """Watches the loss on the device: remembers the first step whose loss is not finite, with its loss and
     terms, without reading anything back; `check` reads it (one synchronisation) and raises."""
@@ -78,9 +87,13 @@ class DivergenceMonitor:
         self.values = torch.where(new, values, self.values)
 
     def check(self, epoch: int) -> None:
+        """Raise `TrainingDiverged` when a step's loss was not finite; under several processes a collective
+        (every process checks at the same steps), so all of them stop when any one has seen it."""
         step = int(self.first_bad)
-        if step < 0:
+        if not distributed.any_rank(step >= 0):
             return
+        if step < 0:
+            raise TrainingDiverged(f"the loss became non-finite on another process in epoch {epoch + 1}")
         loss, *terms = self.values.tolist()
         detail = ", ".join(f"{name} {value:.4g}" for name, value in zip(self.names, terms))
         raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {step + 1}"
@@ -90,7 +103,8 @@ class DivergenceMonitor:
 def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
                     progress: Optional[EpochProgress] = None,
                     should_stop: Callable[[], bool] = lambda: False, *,
-                    precision: Optional[Precision] = None, check_every: Optional[int] = None) -> Dict[str, float]:
+                    precision: Optional[Precision] = None, check_every: Optional[int] = None,
+                    step: Optional[nn.Module] = None) -> Dict[str, float]:
     """Train for one pass of the batch sampler; returns the mean loss, the mean of each logged loss term,
     the number of degenerate steps (no active tuple) and the seconds taken.
 
@@ -102,7 +116,9 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
     every step on the CPU, where reading costs nothing and a bad step is never taken; every
     `CUDA_CHECK_EVERY` on CUDA, where the steps between a bad one and its check are taken, and their weights
     are never saved), at the end of the epoch and before the epoch stops early. The backbone runs under
-    `precision` (fp32 by default).
+    `precision` (fp32 by default). `step` is what computes the loss of a batch: `TrainingStep(model, criterion,
+    precision)` by default; under several processes the DistributedDataParallel around it
+    (utilities/distributed.py), whose backward averages the gradients across the processes.
 
     `progress` (`EpochProgress.starting(loader)` for a new epoch that may be stopped) continues an epoch from
     its step `progress.step` (a resumed run: the sampler and the loader's generator are back at their
@@ -116,12 +132,13 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
     """
     device = torch.device(device)
     precision = precision or Precision(device)
-    check_every = check_every or (CUDA_CHECK_EVERY if device.type == "cuda" else 1)
+    check_every = check_every or check_interval(device)
     model.train()
     criterion.train()
+    step = step or TrainingStep(model, criterion, precision)
     progress = progress or EpochProgress()
     start = time.time() - progress.seconds
-    storage = getattr(getattr(loader, "batch_sampler", None), "storage", None)  # `loader` may be any iterable
+    storage = embedding_storage(loader)
     batches = iter(loader)
     with random_states_kept():
         for _ in range(progress.step):
@@ -132,15 +149,13 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
     degenerate = torch.tensor(progress.degenerate, dtype=torch.long, device=device)
     monitor = DivergenceMonitor(device)
     bar = tqdm(batches, total=len(loader), initial=progress.step, desc=f"Epoch {epoch + 1} Training", leave=False,
-               disable=None)  # a bar only on a terminal
+               disable=None if distributed.current().is_main else True)  # a bar only on rank 0's terminal
     for labels, images, indices in bar:
         images = precision.prepare_images(images.to(device, non_blocking=True))
         labels = labels.to(device, non_blocking=True)
-        with precision.autocast():
-            out = model(images)
+        loss, embeds = step(images, labels)
         if storage is not None:
-            storage.update(indices, out["embeds"].detach())
-        loss = criterion(out["embeds"], labels, avg_batch_features=out["avg_features"], batch_features=out["features"])
+            storage.update(indices, embeds)
         terms = getattr(criterion, "last_terms", {})
         monitor.record(progress.step, loss, terms)
         if (progress.step + 1) % check_every == 0:
@@ -168,3 +183,39 @@ def train_one_epoch(model, criterion, optimizer, loader, device, epoch: int,
     stats["degenerate_steps"] = int(degenerate)
     stats["seconds"] = time.time() - start
     return stats
+
+
+def embedding_storage(loader):
+    """The EmbeddingStorage that `loader`'s batch sampler reads (datasets/samplers/storage_based.py), or None
+    (any other sampler; `loader` may be any iterable)."""
+    return getattr(getattr(loader, "batch_sampler", None), "storage", None)
+
+
+class TrainingStep(nn.Module):
+    """images, labels -> (loss, the detached embeddings): the backbone under `precision`, then the criterion
+    in fp32 (the embeddings feed a storage sampler's embedding storage).
+
+    One module holds the backbone and the criterion so that DistributedDataParallel wraps both (the S2SD
+    heads, margin betas and proxies train too) with one gradient all-reduce (utilities/distributed.py).
+    With `global_batch` the criterion sees the global batch (`Criterion.global_loss`, gathers across the
+    processes), its random draws coming from `randomness` (a context shared alike by every process); without,
+    it is called on the process's batch as in a plain run.
+    """
+
+    def __init__(self, model: nn.Module, criterion: nn.Module, precision: Optional[Precision] = None,
+                 global_batch: bool = False, randomness=None):
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+        self.precision = precision or Precision(next(model.parameters()).device)
+        self.global_batch = global_batch
+        self.randomness = randomness or contextlib.nullcontext
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            out = self.model(images)
+        loss_of = self.criterion.global_loss if self.global_batch else self.criterion
+        with self.randomness():
+            loss = loss_of(out["embeds"], labels, avg_batch_features=out["avg_features"],
+                           batch_features=out["features"])
+        return loss, out["embeds"].detach()

@@ -15,7 +15,7 @@ CLI's with `select(name, dataset, opt, device)`, from the flags each sampler dec
 from __future__ import annotations
 
 from datasets.embedding_storage import EmbeddingStorage
-from utilities import flags
+from utilities import distributed, flags
 from utilities.registry import ComponentRegistry
 
 SAMPLERS: ComponentRegistry = ComponentRegistry("batch sampler", "--data_sampler")
@@ -23,13 +23,19 @@ SAMPLERS: ComponentRegistry = ComponentRegistry("batch sampler", "--data_sampler
 
 def select(name: str, dataset, opt, device="cpu"):
     """The CLI's `--data_sampler` over a training `DMLDataset`: the class's flags as keyword arguments, and
-    for a storage sampler a new, empty EmbeddingStorage of --embed_dim columns on `device` (the caller fills it)."""
+    for a storage sampler a new, empty EmbeddingStorage of --embed_dim columns on `device` (the caller fills it);
+    under several processes (torchrun) this process's share of each global batch (utilities.distributed.RankShare)."""
     cls = SAMPLERS.lookup(name)
     kwargs = flags.options(opt, cls.FLAGS)
     if issubclass(cls, StorageSampler):
         kwargs["storage"] = EmbeddingStorage(len(dataset), opt.embed_dim, device,
                                              **flags.options(opt, EmbeddingStorage.FLAGS))
-    return cls(dataset.labels, opt.bs, opt.samples_per_class, seed=opt.seed, **kwargs)
+    sampler = cls(dataset.labels, opt.bs, opt.samples_per_class, seed=opt.seed, **kwargs)
+    processes = distributed.current()
+    if processes.several:  # torchrun: this process's share of each global batch
+        distributed.check_batch_share(opt.bs, opt.samples_per_class, processes.world_size)
+        return distributed.RankShare(sampler, processes.rank, processes.world_size)
+    return sampler
 
 
 # Importing the sampler modules fills SAMPLERS.
