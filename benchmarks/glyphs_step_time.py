@@ -27,6 +27,7 @@ import criteria  # noqa: E402
 import datasets  # noqa: E402
 import parameters  # noqa: E402
 from datasets.samplers import ClassRandomSampler  # noqa: E402
+from utilities.training import TrainingStep  # noqa: E402
 
 VARIANTS = [  # (label, --arch, extra flags, input size)
     ("slimresnet18 scratch, 32 px", "slimresnet18_normalize", ["--not_pretrained"], 32),
@@ -44,6 +45,7 @@ def make_step(arch, flags, size, bs, batches):
     model = architectures.select(arch, opt).train()
     criterion = criteria.select("s2sd", opt, n_classes=splits["training"].n_classes, feature_dim=model.feature_dim)
     optimizer = torch.optim.Adam([g for g in model.param_groups(opt) + criterion.param_groups() if g["params"]])
+    one_step = TrainingStep(model, criterion)  # the training loop's forward, as main.py runs it
     data = []
     for indices in batches:
         items = [splits["training"][i] for i in indices]
@@ -55,11 +57,8 @@ def make_step(arch, flags, size, bs, batches):
     def step(k):
         images, labels = data[k % len(data)]
         start = time.perf_counter()
-        out = model(images)
-        loss = criterion(out["embeds"], labels, avg_batch_features=out["avg_features"], batch_features=out["features"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, _ = one_step(images, labels)
+        one_step.precision.backward_and_step(loss, optimizer)
         return time.perf_counter() - start
 
     step(0)  # warm-up: first-call kernel selection

@@ -261,19 +261,19 @@ def training_step(opt, n_classes, batches, architectures, criteria, build_optimi
     """A closure timing one step of `opt`'s model and criterion on batches[k % len(batches)] (after a warm-up)."""
     import torch
 
+    from utilities.training import TrainingStep
+
     torch.manual_seed(0)
     model = architectures.select(opt.arch, opt).train()
     criterion = criteria.from_opt(opt.loss, opt, n_classes=n_classes, feature_dim=model.feature_dim).train()
     optimizer, _ = build_optimizer(opt, model, criterion)
+    one_step = TrainingStep(model, criterion)  # the training loop's forward, as main.py runs it
 
     def step(k: int) -> float:
         images, labels = batches[k % len(batches)]
         start = time.perf_counter()
-        out = model(images)
-        loss = criterion(out["embeds"], labels, avg_batch_features=out["avg_features"], batch_features=out["features"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, _ = one_step(images, labels)
+        one_step.precision.backward_and_step(loss, optimizer)
         return time.perf_counter() - start
 
     step(0)
@@ -309,8 +309,8 @@ def difference(s2sd: Tuple[float, float, int], base: Tuple[float, float, int]) -
 
 def comparison(table: Table, stats, seconds: Dict[str, float]) -> List[str]:
     """One line per S2SD group: its values, the difference to its baseline and the step-time ratio."""
-    lines = [f"| group | test R@1 | test MAP@R | test NMI | val R@1 | ΔR@1 vs base | ΔMAP@R vs base | "
-             f"step time vs base |", "| --- " * 8 + "|"]
+    lines = ["| group | test R@1 | test MAP@R | test NMI | val R@1 | ΔR@1 vs base | ΔMAP@R vs base | "
+             "step time vs base |", "| --- " * 8 + "|"]
     for setting in table.settings:
         values = stats.get(setting.group)
         if values is None:
