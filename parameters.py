@@ -33,10 +33,12 @@ DEFAULT_EVALUATION_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "e_recal
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (`main.py: error: ...`) and exit status 2."""
+    """An ArgumentParser whose errors are one line (`main.py: error: ...`) and exit status 2. Under torchrun
+    every process parses the same command line, so only rank 0 prints the line (all of them exit 2)."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        if os.environ.get("RANK", "0") == "0":
+            sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 
 

@@ -72,6 +72,16 @@ def test_under_torchrun_the_batch_split_is_checked_when_the_flags_are_parsed(mon
     assert parameters.parse(["--bs", "16", "--samples_per_class", "2"]).bs == 16
 
 
+def test_under_torchrun_only_rank_0_prints_a_parse_error_and_every_rank_exits_2(monkeypatch, capsys):
+    monkeypatch.setenv("LOCAL_RANK", "1"), monkeypatch.setenv("WORLD_SIZE", "2")
+    line = "main.py: error: argument --bs: 'x' is not an integer; must be an integer >= 2\n"
+    for rank, printed in (("1", ""), ("0", line)):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(SystemExit) as stop:
+            parameters.parse(["--bs", "x"])
+        assert stop.value.code == 2 and capsys.readouterr().err == printed
+
+
 def test_each_rank_draws_its_own_augmentations_and_rank_0_draws_a_plain_runs():
     seeds = [distributed.rank_seed(5, rank) for rank in range(4)]
     assert seeds[0] == 5 and len(set(seeds)) == 4
