@@ -11,11 +11,15 @@ A second process that finds the lock:
   runs on another host (whose processes cannot be checked from here);
 * takes the lock over, with a warning, when the owner ran on this host and is gone (a run killed with
   SIGKILL, or a machine that rebooted): its pid no longer exists, or now belongs to a process that started
-  later (a recycled pid). The stale file is first renamed away, so of two processes taking over the same
-  stale lock at once exactly one gets it.
+  later (a recycled pid). Judging and replacing a stale lock happen under an flock(2) of the run folder
+  itself (the kernel releases it when its holder dies; where the file system refuses it, nothing is held), so
+  of several processes taking over the same stale lock at once exactly one gets it: only a holder of that
+  flock removes a lock file it did not create.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -77,25 +81,31 @@ class RunLock:
         self.release()
 
     def acquire(self) -> None:
-        deadline = time.monotonic() + self.WRITE_GRACE_SECONDS
+        empty_since = None
         for _ in range(1000):  # each pass sees the lock created, held, or gone; bounded against a livelock
             if self._create():
                 return
-            owner = self._read(self.path)
-            if owner is None:  # released between the two looks
-                continue
-            if not owner:
-                if time.monotonic() < deadline:
-                    time.sleep(0.02)
+            with folder_mutex(self.run_dir):
+                owner = self._read(self.path)
+                if owner is None:  # released between the two looks
                     continue
-                owner = {"host": self.owner["host"], "pid": None}  # its creator died before writing it
-            if owner.get("host") != self.owner["host"] or is_alive(owner.get("pid"), owner.get("started")):
-                raise UsageError(
-                    f"{self.run_dir} is in use by another run ({describe(owner)}); wait for it to end. If no run is "
-                    f"writing there any more (its machine went down), delete {self.path} and start again")
-            if self._take_over(owner):
-                warnings.warn(f"{self.path}: took over the lock of a run that is gone ({describe(owner)})")
-                return
+                if not owner:
+                    empty_since = empty_since if empty_since is not None else time.monotonic()
+                    if time.monotonic() - empty_since < self.WRITE_GRACE_SECONDS:
+                        owner = None  # its creator is writing it: look again after a pause
+                    else:
+                        owner = {"host": self.owner["host"], "pid": None}  # its creator died before writing it
+                if owner is not None:
+                    if owner.get("host") != self.owner["host"] or is_alive(owner.get("pid"), owner.get("started")):
+                        raise UsageError(
+                            f"{self.run_dir} is in use by another run ({describe(owner)}); wait for it to end. If no "
+                            f"run is writing there any more (its machine went down), delete {self.path} and start "
+                            "again")
+                    if self._take_over():
+                        warnings.warn(f"{self.path}: took over the lock of a run that is gone ({describe(owner)})")
+                        return
+                    continue
+            time.sleep(0.02)
         raise UsageError(f"{self.run_dir}: other runs keep taking and releasing its lock; start again later")
 
     def release(self) -> None:
@@ -131,22 +141,30 @@ class RunLock:
             return {}
         return owner if isinstance(owner, dict) else {}
 
-    def _take_over(self, stale: dict) -> bool:
-        """Rename the stale lock away, check that it is the one judged stale, and create ours; False when another
-        process got there first."""
-        aside = f"{self.path}.stale.{os.getpid()}"
+    def _take_over(self) -> bool:
+        """Remove the stale lock and create ours (under `folder_mutex`); False when a process that was not
+        taking over created its lock first, in between."""
         try:
-            os.rename(self.path, aside)
+            os.remove(self.path)
         except FileNotFoundError:
-            return False
-        moved = self._read(aside)
-        if moved and moved != stale:
-            # Another process took over in between and this is its fresh lock: put it back.
-            try:
-                os.link(aside, self.path)
-            except FileExistsError:
-                pass
-            os.remove(aside)
-            return False
-        os.remove(aside)
+            pass
         return self._create()
+
+
+@contextlib.contextmanager
+def folder_mutex(folder: str):
+    """An exclusive flock(2) of `folder` for the block; nothing where it cannot be had (a file system without
+    flock on folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
