@@ -60,10 +60,12 @@ def build_loaders(opt, splits: dict, device) -> dict:
     return loading.build_loaders(opt, splits, device)
 
 
-def embed_training_set(model, loaders, device) -> torch.Tensor:
-    """The embeddings of all training images under the evaluation transforms, in dataset order (for the storage)."""
-    embeddings, _ = evaluation.embed(model, loaders["storage"], device, ["embeds"], desc="Embedding Storage")
-    return torch.from_numpy(embeddings["embeds"])
+def embed_training_set(model, loaders, device, precision: Precision) -> torch.Tensor:
+    """The embeddings of all training images under the evaluation transforms, in dataset order (for the
+    storage), embedded as evaluation embeds (under `precision`) and left on `device`."""
+    embeddings, _ = evaluation.embed(model, loaders["storage"], device, ["embeds"], desc="Embedding Storage",
+                                     precision=precision, on_device=True)
+    return embeddings["embeds"]
 
 
 def describe(opt, splits, model, criterion, device) -> str:
@@ -135,7 +137,7 @@ def train(opt, resumed: Optional[resume.Resumed] = None, stop: Optional[StopSign
         compile_modules(model, criterion)
     storage = embedding_storage(loaders["training"])
     if storage is not None and not resumed:  # a resumed run has it from its checkpoint
-        storage.fill(embed_training_set(model, loaders, device))
+        storage.fill(embed_training_set(model, loaders, device, precision))
     stop.defer()  # from here on a stop signal waits for a step to end, and the run saves before it stops
     if resumed:
         return run(opt, resumed.run_dir, splits, loaders, parts, step, precision, stop, resumed, start_epoch,
@@ -210,7 +212,7 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, step, preci
     for epoch in range(start_epoch, opt.n_epochs):
         continued = progress is not None and epoch == start_epoch  # its storage refresh is in the checkpoint
         if storage is not None and storage.refresh_each_epoch and epoch > 0 and not continued:
-            storage.refresh(embed_training_set(model, loaders, device))
+            storage.refresh(embed_training_set(model, loaders, device, precision))
         try:
             within = progress if continued else EpochProgress.starting(loaders["training"])
             stats = train_one_epoch(model, criterion, optimizer, loaders["training"], device, epoch, within,
