@@ -48,15 +48,18 @@ def test_a_dead_owner_on_this_host_is_taken_over_with_a_warning(tmp_path):
     with open(tmp_path / LOCK_NAME) as f:
         assert json.load(f)["pid"] == os.getpid()
     lock.release()
-    assert os.listdir(tmp_path) == []  # the stale file renamed away is gone too
+    assert os.listdir(tmp_path) == []  # the stale file is gone too
 
 
 def test_a_recycled_pid_is_not_taken_for_the_owner(tmp_path):
     """The recorded pid exists again, but its process started at another time: the owner is gone."""
     write_lock(str(tmp_path), pid=os.getpid(), host=socket.gethostname(), started=process_start(os.getpid()) - 1,
                since="then")
-    with pytest.warns(UserWarning, match="took over"):
-        RunLock(str(tmp_path)).acquire()
+    lock = RunLock(str(tmp_path))
+    with pytest.warns(UserWarning, match=rf"took over the lock of a run that is gone \(pid {os.getpid()} on host "):
+        lock.acquire()
+    assert lock.held and json.loads((tmp_path / LOCK_NAME).read_text()) == lock.owner
+    assert lock.owner["started"] == process_start(os.getpid())  # this process, now recorded with its start time
 
 
 def test_an_owner_on_another_host_is_never_judged_from_here(tmp_path):
@@ -68,8 +71,12 @@ def test_an_owner_on_another_host_is_never_judged_from_here(tmp_path):
 def test_a_lock_left_empty_by_a_creator_that_died_is_taken_over(tmp_path, monkeypatch):
     monkeypatch.setattr(RunLock, "WRITE_GRACE_SECONDS", 0.05)
     (tmp_path / LOCK_NAME).write_text("")
+    lock = RunLock(str(tmp_path))
     with pytest.warns(UserWarning, match=r"took over the lock of a run that is gone \(pid None"):
-        RunLock(str(tmp_path)).acquire()
+        lock.acquire()
+    assert lock.held and json.loads((tmp_path / LOCK_NAME).read_text()) == lock.owner
+    lock.release()
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
