@@ -5,12 +5,12 @@ fontTools, Debian font packages) are not needed to run these tests.
 """
 
 import hashlib
-import json
 import re
 from pathlib import Path
 
 import numpy as np
-import pytest
+
+from tests.datasets.embedded import manifest_and_data_fixtures
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "datasets" / "glyphs_data"
 NPZ = DATA_DIR / "glyphs.npz"
@@ -19,16 +19,7 @@ MAX_BYTES = 10 * 1024 * 1024
 ARRAYS = ("images", "labels", "families", "class_names", "class_codepoints", "family_names")
 
 
-@pytest.fixture(scope="module")
-def manifest():
-    with open(MANIFEST, encoding="utf-8") as f:
-        return json.load(f)
-
-
-@pytest.fixture(scope="module")
-def data():
-    with np.load(NPZ, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+manifest, data = manifest_and_data_fixtures(MANIFEST, NPZ)
 
 
 def _codepoints(entry):

@@ -5,16 +5,15 @@ committed data file and manifest, and hash the arrays the way tools/build_icons.
 """
 import hashlib
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 import datasets
 from tests.conftest import make_opt
+from tests.datasets.embedded import manifest_and_data_fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = ROOT / "datasets" / "icons_data"
@@ -24,16 +23,7 @@ MAX_BYTES = 4 * 1024 * 1024
 ARRAYS = ("images", "labels", "themes", "class_names", "theme_names")
 
 
-@pytest.fixture(scope="module")
-def manifest():
-    with open(MANIFEST, encoding="utf-8") as f:
-        return json.load(f)
-
-
-@pytest.fixture(scope="module")
-def data():
-    with np.load(NPZ, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+manifest, data = manifest_and_data_fixtures(MANIFEST, NPZ)
 
 
 def build_tool():
