@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +49,14 @@ def small_tree(work: str) -> str:
     root = os.path.join(work, "small_tree")
     synthetic_cub.make_tree(root, SMALL, workers=4)
     return root
+
+
+def fresh(work: str, name: str) -> str:
+    """`work/name`, emptied: a check run twice on one machine (a warm one keeps /tmp) must not find the run
+    folders of the first call, which would make `--savename x` write `x_2` and leave `x` stale."""
+    path = os.path.join(work, name)
+    shutil.rmtree(path, ignore_errors=True)
+    return path
 
 
 def passed(name: str, detail: str) -> None:
@@ -105,10 +114,12 @@ def compare_step(arch: str, size: int, bs: int, dims, loss_tol: float, grad_tol:
 
 def check_bf16_step(work: str) -> None:
     """A bf16 + channels-last step against fp32: the CPU test's model and tolerances, then the recipe's ResNet-50
-    (deeper, 53 convolutions: looser, as bf16 rounding accumulates with depth)."""
+    (deeper, 53 convolutions: looser, as bf16 rounding accumulates with depth; bf16 on the CPU gave gradient
+    rel L2 0.255 and cosine 0.972 there, so 0.4 and 0.92; the loss tolerance, 1 %, still catches a lost fp32
+    boundary, which moved the slim network's loss by 6.9 %)."""
     exact_fp32()
     slim = compare_step("slimresnet18_frozen_normalize", 32, 32, (64, 128), 1e-3, 0.15, 0.99)
-    r50 = compare_step("resnet50_frozen_normalize", 224, 32, (512, 1024, 1536, 2048), 1e-2, 0.3, 0.95)
+    r50 = compare_step("resnet50_frozen_normalize", 224, 32, (512, 1024, 1536, 2048), 1e-2, 0.4, 0.92)
     passed("bf16_step", f"{slim}; {r50}")
 
 
@@ -192,7 +203,7 @@ def check_image_store(work: str) -> None:
     print(f"batch-wise adv augmentation, CUDA vs CPU from one seed: max |diff| {aug_err:.2e} (normalised units)")
     require(aug_err < 1e-2, "the device augmentation differs between CUDA and the CPU")
 
-    summary = main_module.main(TINY_RUN + ["--source_path", tree, "--save_path", os.path.join(work, "store_runs"),
+    summary = main_module.main(TINY_RUN + ["--source_path", tree, "--save_path", fresh(work, "store_runs"),
                                            "--n_epochs", "1", "--data_cache", "device", "--savename", "store"])
     require(0.0 <= summary["last"]["test/e_recall@1"] <= 1.0, "the --data_cache device run gave no recall")
     passed("image_store", f"nvJPEG vs PIL mean |diff| {mean:.3f}, augmentation CUDA vs CPU {aug_err:.1e}, "
@@ -207,7 +218,9 @@ def check_metrics(work: str) -> None:
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(100), 59)
-    x = rng.normal(size=(100, 128))[labels] + 0.9 * rng.normal(size=(len(labels), 128))
+    # noise 2.2: mid-range values (on the CPU: Recall@1 0.68, MAP@R 0.17, NMI 0.94), where a wrong kNN shows;
+    # at 0.9 every recall was 1.0
+    x = rng.normal(size=(100, 128))[labels] + 2.2 * rng.normal(size=(len(labels), 128))
     x = torch.nn.functional.normalize(torch.tensor(x, dtype=torch.float32), dim=1)
     names = list(parameters.DEFAULT_EVALUATION_METRICS)
     start = time.perf_counter()
@@ -252,7 +265,7 @@ def check_nan_stop(work: str) -> None:
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            main_module.main(TINY_RUN + ["--source_path", tree, "--save_path", os.path.join(work, "nan_runs"),
+            main_module.main(TINY_RUN + ["--source_path", tree, "--save_path", fresh(work, "nan_runs"),
                                          "--n_epochs", "3", "--savename", "nan", "--data_cache", "device"])
     except SystemExit as stop:
         require(stop.code == 3, f"exit status {stop.code}, expected 3 (a diverged run)")
@@ -301,7 +314,7 @@ def check_resume(work: str) -> None:
                      ("stopped", ["--signal-after-steps", "5", "--to-group"], EXIT_INTERRUPTED))
     for variant, flags in variants:
         base = TINY_RUN + flags + ["--deterministic", "--source_path", tree, "--n_epochs", "2",
-                                   "--save_path", os.path.join(work, f"resume_{variant}")]
+                                   "--save_path", fresh(work, f"resume_{variant}")]
         run_dir = os.path.join(work, f"resume_{variant}", "cub200")
         run_main(base + ["--savename", "reference"])
         for name, interrupt, status in interruptions:
@@ -327,7 +340,7 @@ def check_ddp(work: str) -> None:
     value and every weight bit for bit."""
     tree = small_tree(work)
     base = TINY_RUN + ["--deterministic", "--data_cache", "device", "--source_path", tree, "--n_epochs", "1",
-                       "--save_path", os.path.join(work, "ddp")]
+                       "--save_path", fresh(work, "ddp")]
     launches = {"plain": [sys.executable, "main.py"],
                 "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
                              "main.py"]}
