@@ -3,10 +3,16 @@ even a broken CUDA context, cannot take the others down), and the final table.
 
     python benchmarks/gpu_check.py <check> --work DIR   # bf16_step fp16_scaler image_store metrics nan_stop resume ddp
     python benchmarks/gpu_check.py summary --logs DIR
+    python benchmarks/gpu_check.py <check> --rehearse    # the same check on the CPU, before a GPU is lent
 
 A check prints what it measured and ends with `CHECK <name>: PASS` or raises (exit status 1). Needs CUDA,
 torch, torchvision, numpy, PIL, scipy, scikit-learn, matplotlib and tqdm; no faiss, no internet, no pytest,
 no pretrained weights (every backbone starts from random weights).
+
+`--rehearse` runs a check on the CPU: `--device cpu` and `--data_cache ram` for `cuda` and `device`, and the
+expectations that only CUDA can meet (channels-last, fused Adam, metrics and embeddings on the GPU) printed as
+not checked instead of failing. GPU time is scarce; a rehearsal finds the errors of this script's own code
+first (it found that a second call on a warm machine read the first call's run folders).
 """
 from __future__ import annotations
 
@@ -34,7 +40,9 @@ from benchmarks import synthetic_cub  # noqa: E402
 from utilities.errors import EXIT_INTERRUPTED  # noqa: E402
 from utilities.precision import Precision  # noqa: E402
 
-CUDA = torch.device("cuda", 0)
+#: Where the checks run: CUDA, or the CPU under --rehearse (set by `main`).
+DEVICE = torch.device("cuda", 0)
+REHEARSAL = False
 #: A small CUB-layout tree of real-size JPEGs for the end-to-end checks: 4 + 4 classes, 16 + 16 images.
 SMALL = synthetic_cub.TreeSpec(train_classes=4, test_classes=4, train_images=16, test_images=16)
 TINY_RUN = ["--dataset", "cub200", "--arch", "slimresnet18_normalize", "--not_pretrained", "--embed_dim", "16",
@@ -60,12 +68,29 @@ def fresh(work: str, name: str) -> str:
 
 
 def passed(name: str, detail: str) -> None:
-    print(f"CHECK {name}: PASS ({detail})", flush=True)
+    print(f"CHECK {name}: PASS ({'rehearsal on the CPU: ' if REHEARSAL else ''}{detail})", flush=True)
 
 
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise AssertionError(message)
+
+
+def require_on_cuda(condition: bool, message: str) -> None:
+    """`require`, for what only CUDA can give; a rehearsal on the CPU prints it as not checked."""
+    if REHEARSAL:
+        if not condition:
+            print(f"rehearsal, not checked on the CPU: {message}", flush=True)
+        return
+    require(condition, message)
+
+
+def on_device(args):
+    """main.py flags as given, or, in a rehearsal, with `--device cpu` and `--data_cache ram`."""
+    if not REHEARSAL:
+        return list(args)
+    swaps = {("--device", "cuda"): "cpu", ("--data_cache", "device"): "ram"}
+    return [swaps.get((before, arg), arg) for before, arg in zip([None, *args], args)]
 
 
 # -- 1. mixed precision ------------------------------------------------------------------------------------------
@@ -94,12 +119,12 @@ def compare_step(arch: str, size: int, bs: int, dims, loss_tol: float, grad_tol:
                             "--loss_s2sd_target_dims", *map(str, dims), "--loss_s2sd_feat_distill",
                             "--loss_s2sd_feat_distill_delay", "0"])
     torch.manual_seed(0)
-    model = architectures.select(arch, opt).to(CUDA)
-    criterion = criteria.from_opt("s2sd", opt, n_classes=bs // 2, feature_dim=model.feature_dim).to(CUDA)
-    images = torch.randn(bs, 3, size, size, device=CUDA)
-    labels = torch.arange(bs // 2, device=CUDA).repeat_interleave(2)
-    loss32, grad32 = loss_and_gradient(model, criterion, images, labels, Precision(CUDA))
-    bf16 = Precision(CUDA, torch.bfloat16, channels_last=True)
+    model = architectures.select(arch, opt).to(DEVICE)
+    criterion = criteria.from_opt("s2sd", opt, n_classes=bs // 2, feature_dim=model.feature_dim).to(DEVICE)
+    images = torch.randn(bs, 3, size, size, device=DEVICE)
+    labels = torch.arange(bs // 2, device=DEVICE).repeat_interleave(2)
+    loss32, grad32 = loss_and_gradient(model, criterion, images, labels, Precision(DEVICE))
+    bf16 = Precision(DEVICE, torch.bfloat16, channels_last=True)
     model.to(memory_format=torch.channels_last)
     loss16, grad16 = loss_and_gradient(model, criterion, images, labels, bf16)
     loss_err = abs(loss16 - loss32) / abs(loss32)
@@ -125,19 +150,19 @@ def check_bf16_step(work: str) -> None:
 
 def check_fp16_scaler(work: str) -> None:
     """fp16 with the grad scaler and fused Adam on CUDA: steps are taken, an inf step is skipped, scale halves."""
-    opt = parameters.parse(["--arch", "slimresnet18_frozen_normalize", "--not_pretrained", "--loss", "multisimilarity",
-                            "--amp", "fp16", "--device", "cuda"])
+    opt = parameters.parse(on_device(["--arch", "slimresnet18_frozen_normalize", "--not_pretrained", "--loss",
+                                      "multisimilarity", "--amp", "fp16", "--device", "cuda"]))
     torch.manual_seed(0)
-    model = architectures.select(opt.arch, opt).to(CUDA)
-    criterion = criteria.from_opt("multisimilarity", opt).to(CUDA)
-    precision = Precision.build(opt, CUDA, model)
-    require(precision.name == "fp16" and precision.channels_last and precision.scaler is not None,
-            f"--amp fp16 on CUDA built {precision}")
-    precision.scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10)  # no overflow skips in the first steps
+    model = architectures.select(opt.arch, opt).to(DEVICE)
+    criterion = criteria.from_opt("multisimilarity", opt).to(DEVICE)
+    precision = Precision.build(opt, DEVICE, model)
+    require(precision.name == "fp16" and precision.scaler is not None, f"--amp fp16 built {precision}")
+    require_on_cuda(precision.channels_last, f"--amp fp16 on CUDA built {precision} (no channels-last)")
+    precision.scaler = torch.amp.GradScaler(DEVICE.type, init_scale=2.0**10)  # no overflow skips in the first steps
     precision.prepare_model(model)
-    optimizer = main_module.build_optimizer(opt, model, criterion, CUDA)[0]
-    require(optimizer.param_groups[0].get("fused") is True, "Adam is not fused on CUDA")
-    images, labels = torch.randn(32, 3, 64, 64, device=CUDA), torch.arange(16, device=CUDA).repeat_interleave(2)
+    optimizer = main_module.build_optimizer(opt, model, criterion, DEVICE)[0]
+    require_on_cuda(optimizer.param_groups[0].get("fused") is True, "Adam is not fused on CUDA")
+    images, labels = torch.randn(32, 3, 64, 64, device=DEVICE), torch.arange(16, device=DEVICE).repeat_interleave(2)
     weight = model.last_linear.weight
 
     def step(factor):
@@ -176,8 +201,9 @@ def check_image_store(work: str) -> None:
     crop, resize = transforms.sizes(opt, convention)
     geometry = torch.nn.Sequential(*transforms.photo_geometry(opt, False, convention))
     start = time.perf_counter()
-    gpu = image_store.build(paths, StoreSpec("eval", crop, resize, geometry), CUDA, decode_device=CUDA, threads=8)
-    torch.cuda.synchronize()
+    gpu = image_store.build(paths, StoreSpec("eval", crop, resize, geometry), DEVICE, decode_device=DEVICE, threads=8)
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     gpu_seconds = time.perf_counter() - start
     pil = image_store.build(paths, StoreSpec("eval", crop, resize, geometry), torch.device("cpu"), decode_device=None,
                             threads=8)
@@ -187,7 +213,7 @@ def check_image_store(work: str) -> None:
           f"({len(paths)} images, nvJPEG build {gpu_seconds:.2f} s)", flush=True)
     require(mean < 2.0 and share_far < 0.01, "nvJPEG and PIL stores differ more than decoder rounding explains")
 
-    train_gpu = image_store.build(paths, StoreSpec("train", crop, resize), CUDA, decode_device=CUDA, threads=8)
+    train_gpu = image_store.build(paths, StoreSpec("train", crop, resize), DEVICE, decode_device=DEVICE, threads=8)
     train_pil = image_store.build(paths, StoreSpec("train", crop, resize), torch.device("cpu"), decode_device=None,
                                   threads=8)
     require(torch.equal(train_gpu.stored_sizes, train_pil.stored_sizes), "training stores differ in sizes")
@@ -196,15 +222,16 @@ def check_image_store(work: str) -> None:
 
     index = torch.arange(len(paths))[:16]
     on_gpu = BatchAugment("adv", crop, resize, convention, seed=5)(
-        train_pil.images[index].to(CUDA), train_pil.original_sizes[index], train_pil.stored_sizes[index])
+        train_pil.images[index].to(DEVICE), train_pil.original_sizes[index], train_pil.stored_sizes[index])
     on_cpu = BatchAugment("adv", crop, resize, convention, seed=5)(
         train_pil.images[index], train_pil.original_sizes[index], train_pil.stored_sizes[index])
     aug_err = float((on_gpu.cpu() - on_cpu).abs().max())
     print(f"batch-wise adv augmentation, CUDA vs CPU from one seed: max |diff| {aug_err:.2e} (normalised units)")
     require(aug_err < 1e-2, "the device augmentation differs between CUDA and the CPU")
 
-    summary = main_module.main(TINY_RUN + ["--source_path", tree, "--save_path", fresh(work, "store_runs"),
-                                           "--n_epochs", "1", "--data_cache", "device", "--savename", "store"])
+    summary = main_module.main(on_device(TINY_RUN + [
+        "--source_path", tree, "--save_path", fresh(work, "store_runs"), "--n_epochs", "1", "--data_cache", "device",
+        "--savename", "store"]))
     require(0.0 <= summary["last"]["test/e_recall@1"] <= 1.0, "the --data_cache device run gave no recall")
     passed("image_store", f"nvJPEG vs PIL mean |diff| {mean:.3f}, augmentation CUDA vs CPU {aug_err:.1e}, "
                           f"one epoch with --data_cache device")
@@ -224,7 +251,7 @@ def check_metrics(work: str) -> None:
     x = torch.nn.functional.normalize(torch.tensor(x, dtype=torch.float32), dim=1)
     names = list(parameters.DEFAULT_EVALUATION_METRICS)
     start = time.perf_counter()
-    on_gpu = metrics.compute_metrics(x.to(CUDA), labels, names, backend="torch", device=CUDA)
+    on_gpu = metrics.compute_metrics(x.to(DEVICE), labels, names, backend="torch", device=DEVICE)
     gpu_seconds = time.perf_counter() - start
     on_cpu = metrics.compute_metrics(x, labels, names, backend="torch", device="cpu")
     worst = {k: abs(on_gpu[k] - on_cpu[k]) for k in names}
@@ -232,22 +259,22 @@ def check_metrics(work: str) -> None:
           ", ".join(f"{k} {on_gpu[k]:.4f}/{on_cpu[k]:.4f}" for k in names), flush=True)
     for key, gap in worst.items():
         require(gap <= (0.02 if key == "nmi" else 2e-3), f"{key}: GPU {on_gpu[key]} vs CPU {on_cpu[key]}")
-    require(evaluation.metric_backend(parameters.parse([]), CUDA) in (("torch", CUDA), ("faiss_gpu", CUDA)),
+    require_on_cuda(evaluation.metric_backend(parameters.parse([]), DEVICE) in (("torch", DEVICE), ("faiss_gpu", DEVICE)),
             "a CUDA run must compute its metrics on the GPU")
 
-    model = architectures.select("slimresnet18_normalize", parameters.parse(["--not_pretrained"])).to(CUDA)
-    batches = [(torch.arange(8), torch.randn(8, 3, 32, 32, device=CUDA), None) for _ in range(3)]
-    features, _ = evaluation.embed(model, batches, CUDA, ["embeds"], precision=Precision(CUDA, torch.bfloat16),
+    model = architectures.select("slimresnet18_normalize", parameters.parse(["--not_pretrained"])).to(DEVICE)
+    batches = [(torch.arange(8), torch.randn(8, 3, 32, 32, device=DEVICE), None) for _ in range(3)]
+    features, _ = evaluation.embed(model, batches, DEVICE, ["embeds"], precision=Precision(DEVICE, torch.bfloat16),
                                    on_device=True)
-    require(features["embeds"].device.type == "cuda" and features["embeds"].dtype == torch.float32,
-            "evaluation embeddings left the GPU or are not fp32")
+    require(features["embeds"].dtype == torch.float32, "evaluation embeddings are not fp32")
+    require_on_cuda(features["embeds"].device.type == "cuda", "evaluation embeddings left the GPU")
     passed("metrics", f"largest gap {max(worst.values()):.1e} (recall, MAP@R: 2e-3, NMI: 0.02)")
 
 
 # -- 4. NaN stop and resume on CUDA ----------------------------------------------------------------------------
 
 def check_nan_stop(work: str) -> None:
-    """A NaN in the second step of epoch 2 (4 steps per epoch, read at the epoch's end on CUDA) stops the run
+    """A NaN in the second step of epoch 2 (4 steps per epoch, read at the epoch's end on DEVICE) stops the run
     with that step named."""
     import contextlib
     import io
@@ -265,8 +292,8 @@ def check_nan_stop(work: str) -> None:
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            main_module.main(TINY_RUN + ["--source_path", tree, "--save_path", fresh(work, "nan_runs"),
-                                         "--n_epochs", "3", "--savename", "nan", "--data_cache", "device"])
+            main_module.main(on_device(TINY_RUN + ["--source_path", tree, "--save_path", fresh(work, "nan_runs"),
+                                                   "--n_epochs", "3", "--savename", "nan", "--data_cache", "device"]))
     except SystemExit as stop:
         require(stop.code == 3, f"exit status {stop.code}, expected 3 (a diverged run)")
     else:
@@ -313,8 +340,8 @@ def check_resume(work: str) -> None:
     interruptions = (("killed", ["--after-steps", "5"], -signal.SIGKILL),  # 4 steps per epoch: epoch 2, step 1
                      ("stopped", ["--signal-after-steps", "5", "--to-group"], EXIT_INTERRUPTED))
     for variant, flags in variants:
-        base = TINY_RUN + flags + ["--deterministic", "--source_path", tree, "--n_epochs", "2",
-                                   "--save_path", fresh(work, f"resume_{variant}")]
+        base = on_device(TINY_RUN + flags + ["--deterministic", "--source_path", tree, "--n_epochs", "2",
+                                             "--save_path", fresh(work, f"resume_{variant}")])
         run_dir = os.path.join(work, f"resume_{variant}", "cub200")
         run_main(base + ["--savename", "reference"])
         for name, interrupt, status in interruptions:
@@ -339,8 +366,8 @@ def check_ddp(work: str) -> None:
     `python main.py` trains on the same seed: 4 steps of the tiny S2SD run with --deterministic, every logged
     value and every weight bit for bit."""
     tree = small_tree(work)
-    base = TINY_RUN + ["--deterministic", "--data_cache", "device", "--source_path", tree, "--n_epochs", "1",
-                       "--save_path", fresh(work, "ddp")]
+    base = on_device(TINY_RUN + ["--deterministic", "--data_cache", "device", "--source_path", tree, "--n_epochs",
+                                 "1", "--save_path", fresh(work, "ddp")])
     launches = {"plain": [sys.executable, "main.py"],
                 "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
                              "main.py"]}
@@ -390,12 +417,17 @@ def main():
     parser.add_argument("check", choices=[*CHECKS, "summary"])
     parser.add_argument("--work", default="/tmp/s2sd_gpu_check")
     parser.add_argument("--logs", default=None)
+    parser.add_argument("--rehearse", action="store_true", help="run the check on the CPU (see the module docstring)")
     args = parser.parse_args()
     if args.check == "summary":
         summary(args.logs)
         return
     os.environ.setdefault("WANDB_MODE", "disabled")
-    require(torch.cuda.is_available(), "no CUDA device")
+    global DEVICE, REHEARSAL
+    if args.rehearse:
+        DEVICE, REHEARSAL = torch.device("cpu"), True
+    else:
+        require(torch.cuda.is_available(), "no CUDA device")
     os.makedirs(args.work, exist_ok=True)
     CHECKS[args.check](args.work)
 

@@ -13,6 +13,11 @@
 # $S2SD_BENCH_ROOT (default /tmp/s2sd_bench). Needs no internet, no faiss, no wandb, no pytest and no
 # pretrained weights: ResNet-50 starts from random weights (--not_pretrained), which trains at the same speed.
 # Python: $PYTHON, else python3. Set GPU_CHECK_EPOCHS to change the benchmark's epochs per column (default 3).
+#
+#     GPU_CHECK_REHEARSE=1 bash benchmarks/gpu_check.sh    # the same on the CPU, before a GPU is lent (~5 min)
+#
+# A rehearsal runs every check with `gpu_check.py --rehearse` (on the CPU; what only CUDA can give is printed as
+# not checked) and the benchmark with --tiny, so that the script's own errors are found without GPU time.
 set -u
 cd "$(dirname "$0")/.."
 WORK="${S2SD_BENCH_ROOT:-/tmp/s2sd_bench}"
@@ -21,6 +26,8 @@ mkdir -p "$LOGS"
 export WANDB_MODE=disabled PYTHONUNBUFFERED=1
 PY="${PYTHON:-$(command -v python3 || command -v python)}"
 BUDGET="${GPU_CHECK_BUDGET:-530}"
+REHEARSE=()
+[ -n "${GPU_CHECK_REHEARSE:-}" ] && REHEARSE=(--rehearse) && BUDGET="${GPU_CHECK_BUDGET:-900}"
 failed=0
 
 pack_logs() {
@@ -53,7 +60,7 @@ stage() {  # stage NAME SECONDS COMMAND...: COMMAND under the capped timeout, it
 
 check() {  # check NAME SECONDS
     local start=$SECONDS rc
-    stage "$1" "$2" "$PY" benchmarks/gpu_check.py "$1" --work "$WORK/checks"
+    stage "$1" "$2" "$PY" benchmarks/gpu_check.py "$1" --work "$WORK/checks" "${REHEARSE[@]}"
     rc=$?
     if [ $rc -eq 0 ]; then
         echo "$(grep -m1 '^CHECK' "$LOGS/$1.log") [$((SECONDS - start)) s]"
@@ -70,12 +77,17 @@ print(f"python {sys.version.split()[0]}, torch {torch.__version__}, torchvision 
       f"CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}")
 PYEOF
 
-# The synthetic CUB tree for the benchmark, made first (in parallel, once; reused on a second call).
-stage synthetic_cub 45 "$PY" benchmarks/synthetic_cub.py --root "$WORK/full" \
-    && echo "synthetic tree: $(cat "$LOGS/synthetic_cub.log")" || { failed=1; echo "synthetic tree: FAIL"; }
+if [ ${#REHEARSE[@]} -eq 0 ]; then
+    # The synthetic CUB tree for the benchmark, made first (in parallel, once; reused on a second call).
+    stage synthetic_cub 45 "$PY" benchmarks/synthetic_cub.py --root "$WORK/full" \
+        && echo "synthetic tree: $(cat "$LOGS/synthetic_cub.log")" || { failed=1; echo "synthetic tree: FAIL"; }
+    RECIPE=(--epochs "${GPU_CHECK_EPOCHS:-3}")
+else
+    RECIPE=(--tiny)
+fi
 
 # The recipe benchmark first: its figures are what the README quotes.
-stage recipe_speed 225 "$PY" benchmarks/recipe_speed.py --root "$WORK" --epochs "${GPU_CHECK_EPOCHS:-3}" \
+stage recipe_speed 225 "$PY" benchmarks/recipe_speed.py --root "$WORK" "${RECIPE[@]}" \
     --json "$LOGS/recipe_speed.json" || { failed=1; echo "recipe benchmark: FAIL"; }
 grep -A 10 "^recipe:" "$LOGS/recipe_speed.log" || tail -n 20 "$LOGS/recipe_speed.log"
 
