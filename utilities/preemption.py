@@ -18,10 +18,15 @@ the previous checkpoint is intact (utilities/checkpoint.save_atomic).
 
 DataLoader workers ignore both signals (`ignore_in_worker`): Ctrl-C reaches the whole foreground process
 group and SLURM signals every process of a job step, and a worker that died of the signal would crash the
-main process in the middle of the step it is finishing. Workers end when the main process closes its loader.
+main process in the middle of the step it is finishing. Workers end when the main process closes its loader;
+at interpreter exit, the daemon children still alive are killed (`kill_daemon_children_at_exit`), since
+multiprocessing's own exit handler ends them with SIGTERM and then waits for them, forever for ours.
 """
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.util  # registers multiprocessing's exit handler before ours, so that ours runs first
 import signal
 import sys
 import threading
@@ -76,3 +81,22 @@ def ignore_in_worker() -> None:
     """In a DataLoader worker: leave SIGTERM and SIGINT to the main process (see the module docstring)."""
     for signum in SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+
+
+def kill_daemon_children_at_exit() -> None:
+    """SIGKILL the daemon child processes (DataLoader workers) still alive when the interpreter exits.
+
+    A worker outlives its loader when an exception keeps the loader's iterator referenced (the traceback of an
+    uncaught error, a test report). multiprocessing's exit handler, which runs after this one, would send it
+    SIGTERM, which it ignores, and join it: the crashed run would never exit (and hold its GPU). The workers
+    only read images, so nothing is lost. PyTorch's SIGCHLD handler, which reports a killed worker as an error,
+    is reset first: the run's own error stays the last line."""
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    if children and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        child.kill()
+        child.join(timeout=5)
+
+
+atexit.register(kill_daemon_children_at_exit)

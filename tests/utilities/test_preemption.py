@@ -216,3 +216,32 @@ def test_a_stop_waits_for_the_background_writer_before_it_saves_the_step(tmp_pat
     assert slow_writes == [None]  # epoch 1's `last` went through the background writer
     state = resume.load(str(run_dir / resume.LAST_CHECKPOINT))
     assert state["epoch"] == 0 and state["progress"]["step"] == 1
+
+
+CRASH_WITH_A_LIVE_WORKER = """
+import sys
+from torch.utils.data import DataLoader
+from utilities.seeding import worker_init
+
+loader = DataLoader(range(8), batch_size=2, num_workers=1, persistent_workers=True, worker_init_fn=worker_init)
+batches = iter(loader)
+next(batches)
+raise RuntimeError("a bug, an out-of-memory error or a CUDA error while the worker lives")
+"""
+
+
+def test_a_run_that_crashes_with_live_workers_exits():
+    """Workers ignore SIGTERM (above), so multiprocessing's exit handler, which terminates daemon children with
+    SIGTERM and then joins them, waited forever when an exception left a worker alive (its iterator held by the
+    traceback): a crashed run never exited and held its GPU. Now they are killed at exit."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", CRASH_WITH_A_LIVE_WORKER], cwd=root, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == \
+        "RuntimeError: a bug, an out-of-memory error or a CUDA error while the worker lives"
+    assert time.monotonic() - started < 30
