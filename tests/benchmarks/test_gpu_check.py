@@ -1,6 +1,6 @@
 """benchmarks/gpu_check.sh and gpu_check.py without a GPU: the script parses, every check the script calls
-exists, a check refuses to run without CUDA, and the summary reads the logs the script leaves. The checks
-themselves need CUDA; they run on a GPU machine, never in the suite."""
+exists, a check refuses to run without CUDA, the summary reads the logs the script leaves, and the quick
+checks pass as a rehearsal on the CPU. The checks proper need CUDA; they run on a GPU machine, never here."""
 import json
 import os
 import re
@@ -50,3 +50,14 @@ def test_the_summary_reads_passes_skips_failures_and_the_benchmark(tmp_path):
     assert "image_store    NOT RUN" in lines
     assert "training img/s                 1000  (items 1-4 off: 500)" in lines
     assert "projected 150-epoch minutes    12.0  (goal <= 15; items 1-4 off: 36.0, gain 3.00x)" in lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check", ["fp16_scaler", "image_store", "metrics", "nan_stop"])
+def test_a_rehearsal_on_the_cpu_passes(check, tmp_path):
+    """The quick checks' own code runs on the CPU (`--rehearse`), so it cannot rot between GPU loans; resume, ddp
+    and bf16_step (a minute and more each) are rehearsed by `GPU_CHECK_REHEARSE=1 bash benchmarks/gpu_check.sh`."""
+    result = subprocess.run([sys.executable, CHECKER, check, "--rehearse", "--work", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"CHECK {check}: PASS (rehearsal on the CPU: " in result.stdout
