@@ -85,7 +85,8 @@ def _export_onnx(module: torch.nn.Module, example: torch.Tensor, path: str) -> C
 
 def _export_torchscript(module: torch.nn.Module, example: torch.Tensor, path: str) -> Callable:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
+        # torch.jit is deprecated in favour of torch.export (FutureWarning in torch 2.14, DeprecationWarning in 2.11)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated")
         torch.jit.save(torch.jit.trace(module, example), path)
         loaded = torch.jit.load(path, map_location="cpu")
     return lambda images: loaded(images).numpy()
