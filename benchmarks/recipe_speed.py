@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import statistics
@@ -70,11 +71,7 @@ RECIPE_EPOCHS = 150
 def items_1_to_4_off():
     """Patch this process back to the paths the flags cannot switch off (module docstring)."""
     def cpu_metrics(opt, device):
-        try:
-            import faiss  # noqa: F401
-            return "faiss", None
-        except ImportError:
-            return "torch", None
+        return ("faiss" if importlib.util.find_spec("faiss") else "torch"), None
 
     def written_at_once(self, state, path):
         save(self, state, path)
@@ -116,7 +113,7 @@ def run_recipe(argv: List[str], n_train: int) -> Dict[str, float]:
     events: List[Tuple[str, float, float]] = []
     start = time.perf_counter()
     with timed_phases(events):
-        summary = main_module.main(argv)
+        main_module.main(argv)
     end = time.perf_counter()
     trains = [(s, e) for name, s, e in events if name == "train"]
     epochs = []
