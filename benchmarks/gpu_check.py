@@ -1,7 +1,8 @@
 """The CUDA checks of benchmarks/gpu_check.sh, one per call (each in a fresh process, so one failing check,
 even a broken CUDA context, cannot take the others down), and the final table.
 
-    python benchmarks/gpu_check.py <check> --work DIR   # bf16_step fp16_scaler image_store metrics nan_stop resume ddp
+    python benchmarks/gpu_check.py <check> --work DIR   # bf16_step fp16_scaler image_store metrics nan_stop resume
+                                                        # ddp profile
     python benchmarks/gpu_check.py summary --logs DIR
     python benchmarks/gpu_check.py <check> --rehearse    # the same check on the CPU, before a GPU is lent
 
@@ -380,10 +381,84 @@ def check_ddp(work: str) -> None:
     passed("ddp", "torchrun --nproc_per_node 1 equals python main.py bit for bit (--deterministic)")
 
 
+# -- 6. where a step's time goes ---------------------------------------------------------------------------------
+
+def check_profile(work: str) -> None:
+    """The recipe's training step (ResNet-50 at 224 px, bs 112, S2SD with four heads and feature distillation,
+    bf16, channels-last, fused Adam) on random images, without the data pipeline: its time, how often it waits
+    for the GPU (host syncs per step, each attributed to its line, from CUDA's sync debug mode) and its top
+    kernels (torch.profiler). A diagnosis for when the benchmark misses its goal; it passes whenever it runs.
+    A rehearsal profiles the tiny variant on the CPU."""
+    import collections
+    import warnings
+
+    from benchmarks import recipe_speed
+    from utilities.training import TrainingStep
+
+    flags = recipe_speed.RECIPE + (recipe_speed.TINY if REHEARSAL else []) + ["--device", "cuda"]
+    opt = parameters.parse(on_device(flags))
+    size = opt.resolution or 224
+    torch.manual_seed(0)
+    model = architectures.select(opt.arch, opt).to(DEVICE)
+    criterion = criteria.from_opt("s2sd", opt, n_classes=opt.bs // 2, feature_dim=model.feature_dim).to(DEVICE)
+    precision = Precision.build(opt, DEVICE, model)
+    precision.prepare_model(model)
+    optimizer = main_module.build_optimizer(opt, model, criterion, DEVICE)[0]
+    step = TrainingStep(model, criterion, precision)
+    images = torch.randn(opt.bs, 3, size, size, device=DEVICE)
+    labels = torch.arange(opt.bs // 2, device=DEVICE).repeat_interleave(2)
+    cuda = DEVICE.type == "cuda"
+
+    def train_step():
+        loss, _ = step(precision.prepare_images(images), labels)
+        precision.backward_and_step(loss, optimizer)
+
+    def wait():
+        if cuda:
+            torch.cuda.synchronize()
+
+    for _ in range(5):  # cuDNN autotuning, allocator warm-up
+        train_step()
+    wait()
+    steps = 10
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    wait()
+    step_ms = 1000 * (time.perf_counter() - start) / steps
+    print(f"{opt.arch} {size}px bs {opt.bs} on {DEVICE.type}: {step_ms:.1f} ms per step, "
+          f"{1000 * opt.bs / step_ms:.0f} img/s (model and loss only, no data pipeline)", flush=True)
+
+    syncs = collections.Counter()
+    if cuda:
+        torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                train_step()
+        torch.cuda.set_sync_debug_mode("default")
+        for warning in caught:
+            if "synchroniz" in str(warning.message):
+                syncs[f"{os.path.relpath(warning.filename, ROOT)}:{warning.lineno}"] += 1
+        print(f"host syncs per step: {sum(syncs.values()) / 3:.1f}", flush=True)
+        for where, count in syncs.most_common():
+            print(f"    {count / 3:.1f}  {where}")
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(activities=activities) as profile:
+        for _ in range(3):
+            train_step()
+        wait()
+    sort = "cuda_time_total" if cuda else "cpu_time_total"
+    print(profile.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=60), flush=True)
+    synced = f"{sum(syncs.values()) / 3:.1f} host syncs per step, " if cuda else ""
+    passed("profile", f"{step_ms:.1f} ms per step ({1000 * opt.bs / step_ms:.0f} img/s), {synced}top kernels in the log")
+
+
 # -- the final table ---------------------------------------------------------------------------------------------
 
 CHECKS = {"bf16_step": check_bf16_step, "fp16_scaler": check_fp16_scaler, "image_store": check_image_store,
-          "metrics": check_metrics, "nan_stop": check_nan_stop, "resume": check_resume, "ddp": check_ddp}
+          "metrics": check_metrics, "nan_stop": check_nan_stop, "resume": check_resume, "ddp": check_ddp,
+          "profile": check_profile}
 
 
 def summary(logs: str) -> None:

@@ -7,7 +7,7 @@
 # and each cap is cut to what is left of GPU_CHECK_BUDGET (default 530 s, minus 15 s for the summary), so the
 # script ends in time whatever hangs: a stage with no time left is reported as skipped. The benchmark runs
 # first, then each check in its own Python process under its own timeout, so a failing (or hanging, or
-# crashing) check is reported and the next one still runs. The logs (11 files) are written to
+# crashing) check is reported and the next one still runs. The logs (12 files) are written to
 # $S2SD_BENCH_ROOT/logs and, when $OUT is set, packed into $OUT/gpu_check_logs.tar.gz next to
 # $OUT/gpu_check_summary.txt (the table printed at the end); the synthetic data and run folders go to
 # $S2SD_BENCH_ROOT (default /tmp/s2sd_bench). Needs no internet, no faiss, no wandb, no pytest and no
@@ -98,6 +98,7 @@ check metrics 30
 check nan_stop 35
 check resume 150
 check ddp 60  # issue 11: torchrun --nproc_per_node 1 against python main.py, same seed
+check profile 40  # a diagnosis: the recipe's step time, host syncs per step and top kernels (last: skipped first)
 
 "$PY" benchmarks/gpu_check.py summary --logs "$LOGS" | tee "$LOGS/summary.txt"
 [ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$LOGS/summary.txt" "$OUT/gpu_check_summary.txt"

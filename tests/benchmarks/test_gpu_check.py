@@ -53,7 +53,7 @@ def test_the_summary_reads_passes_skips_failures_and_the_benchmark(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("check", ["fp16_scaler", "image_store", "metrics", "nan_stop"])
+@pytest.mark.parametrize("check", ["fp16_scaler", "image_store", "metrics", "nan_stop", "profile"])
 def test_a_rehearsal_on_the_cpu_passes(check, tmp_path):
     """The quick checks' own code runs on the CPU (`--rehearse`), so it cannot rot between GPU loans; resume, ddp
     and bf16_step (a minute and more each) are rehearsed by `GPU_CHECK_REHEARSE=1 bash benchmarks/gpu_check.sh`."""
