@@ -43,7 +43,7 @@ from datasets import samplers, transforms
 from datasets.base import DMLDataset, FileDataset
 from datasets.device_augment import BatchAugment
 from datasets.image_store import LazyStore, StoreEvalLoader, StoreSpec, StoreTrainLoader, train_long_side
-from utilities import distributed
+from utilities import distributed, preemption
 from utilities.errors import UsageError
 from utilities.seeding import worker_init
 
@@ -262,6 +262,8 @@ def streaming_loaders(opt, splits: dict, evaluated: dict, device: torch.device,
     workers = 0 if splits["training"].in_memory else min(opt.kernels, os.cpu_count() or 1)
     lean = (cuda and workers > 0 and LEAN_ON_CUDA) if lean is None else lean
     common = dict(num_workers=workers, pin_memory=cuda, worker_init_fn=worker_init)
+    if workers:
+        preemption.kill_workers_at_exit()  # the workers ignore SIGTERM (worker_init): a crashed run must still exit
     if lean:
         common["prefetch_factor"] = PREFETCH_BATCHES
     train, finish = uint8_view(splits["training"])

@@ -19,14 +19,15 @@ the previous checkpoint is intact (utilities/checkpoint.save_atomic).
 DataLoader workers ignore both signals (`ignore_in_worker`): Ctrl-C reaches the whole foreground process
 group and SLURM signals every process of a job step, and a worker that died of the signal would crash the
 main process in the middle of the step it is finishing. Workers end when the main process closes its loader;
-at interpreter exit, the daemon children still alive are killed (`kill_daemon_children_at_exit`), since
-multiprocessing's own exit handler ends them with SIGTERM and then waits for them, forever for ours.
+the code that makes such workers calls `kill_workers_at_exit()`, so that the daemon children still alive at
+interpreter exit are killed: multiprocessing's own exit handler ends them with SIGTERM and then waits for them,
+forever for ours.
 """
 from __future__ import annotations
 
 import atexit
 import multiprocessing
-import multiprocessing.util  # registers multiprocessing's exit handler before ours, so that ours runs first
+import multiprocessing.util  # registers multiprocessing's exit handler (torch imports it anyway), before ours
 import signal
 import sys
 import threading
@@ -99,4 +100,14 @@ def kill_daemon_children_at_exit() -> None:
         child.join(timeout=5)
 
 
-atexit.register(kill_daemon_children_at_exit)
+_registered = False
+
+
+def kill_workers_at_exit() -> None:
+    """Register `kill_daemon_children_at_exit` with atexit, once; call it where workers that run
+    `ignore_in_worker` are made. It runs before multiprocessing's exit handler, which was registered when
+    multiprocessing.util was imported (above), as atexit runs the latest registered first."""
+    global _registered
+    if not _registered:
+        atexit.register(kill_daemon_children_at_exit)
+        _registered = True

@@ -218,30 +218,37 @@ def test_a_stop_waits_for_the_background_writer_before_it_saves_the_step(tmp_pat
     assert state["epoch"] == 0 and state["progress"]["step"] == 1
 
 
-CRASH_WITH_A_LIVE_WORKER = """
-import sys
-from torch.utils.data import DataLoader
-from utilities.seeding import worker_init
 
-loader = DataLoader(range(8), batch_size=2, num_workers=1, persistent_workers=True, worker_init_fn=worker_init)
-batches = iter(loader)
-next(batches)
-raise RuntimeError("a bug, an out-of-memory error or a CUDA error while the worker lives")
+CRASH_AFTER_AN_EVALUATION = """
+import sys
+import main
+import metrics
+
+def fail(*args, **kwargs):
+    raise RuntimeError("a bug, an out-of-memory error or a CUDA error after the workers started")
+
+metrics.compute_metrics = fail  # after the evaluation loader's persistent workers embedded the test split
+main.main(sys.argv[1:])
 """
 
 
-def test_a_run_that_crashes_with_live_workers_exits():
+def test_a_run_that_crashes_with_live_workers_exits(tmp_path):
     """Workers ignore SIGTERM (above), so multiprocessing's exit handler, which terminates daemon children with
-    SIGTERM and then joins them, waited forever when an exception left a worker alive (its iterator held by the
-    traceback): a crashed run never exited and held its GPU. Now they are killed at exit."""
+    SIGTERM and then joins them, waited forever when an error left a worker alive (its iterator held by the
+    traceback): a crashed run never exited and held its GPU. Now they are killed at exit, and the run's own
+    error stays the last line. A CUB-layout run with 2 loader workers, failing in its first evaluation."""
     import subprocess
     import sys
 
+    source = write_cub_tree(str(tmp_path / "data"), n_classes=8, per_class=2)
+    args = ["--dataset", "cub200", "--source_path", source, "--save_path", str(tmp_path / "runs"), "--arch",
+            "slimresnet18_normalize", "--not_pretrained", "--embed_dim", "8", "--bs", "4", "--resolution", "16",
+            "--loss", "multisimilarity", "--n_epochs", "1", "--kernels", "2", "--no_train_metrics"]
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", CRASH_WITH_A_LIVE_WORKER], cwd=root, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-c", CRASH_AFTER_AN_EVALUATION, *args], cwd=root, capture_output=True,
+                          text=True, timeout=90)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == \
-        "RuntimeError: a bug, an out-of-memory error or a CUDA error while the worker lives"
-    assert time.monotonic() - started < 30
+        "RuntimeError: a bug, an out-of-memory error or a CUDA error after the workers started"
+    assert time.monotonic() - started < 60
