@@ -78,10 +78,12 @@ class ImageStore:
     def nbytes(self) -> int:
         return self.images.numel()
 
-    def gather(self, indices: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """The images at `indices` (CPU int64) on `device`, without a host synchronisation on CUDA."""
+    def gather(self, indices: torch.Tensor, device: torch.device,
+               device_indices: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The images at `indices` (CPU int64) on `device`, without a host synchronisation on CUDA;
+        `device_indices`, the same indices already on `device`, saves copying them again."""
         if self.images.device == device:
-            return self.images.index_select(0, to_device(indices, device))
+            return self.images.index_select(0, to_device(indices, device) if device_indices is None else device_indices)
         if device.type != "cuda":
             return self.images.index_select(0, indices).to(device)
         out = torch.empty((len(indices), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
@@ -297,8 +299,9 @@ class StoreTrainLoader:
             self._device_labels = self.labels.to(self.device)
         for indices in self.batch_sampler:
             idx = torch.as_tensor(indices, dtype=torch.int64)
-            images = store.gather(idx, self.device)
-            labels = self._device_labels.index_select(0, to_device(idx, self.device))
+            idx_on_device = to_device(idx, self.device)  # one copy for the labels and a device store
+            images = store.gather(idx, self.device, idx_on_device)
+            labels = self._device_labels.index_select(0, idx_on_device)
             yield labels, self.augment(images, store.original_sizes[idx], store.stored_sizes[idx]), idx
 
 
