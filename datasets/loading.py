@@ -39,13 +39,12 @@ from torch.utils.data import DataLoader
 
 import architectures
 import evaluation
-from datasets import samplers, transforms
+from datasets import samplers, transforms, workers as worker_processes
 from datasets.base import DMLDataset, FileDataset
 from datasets.device_augment import BatchAugment
 from datasets.image_store import LazyStore, StoreEvalLoader, StoreSpec, StoreTrainLoader, train_long_side
-from utilities import distributed, preemption
+from utilities import distributed
 from utilities.errors import UsageError
-from utilities.seeding import worker_init
 
 #: Share of the GPU's memory the stores may take by default (--data_cache_gb), and of the available RAM.
 DEVICE_SHARE = 0.25
@@ -261,9 +260,7 @@ def streaming_loaders(opt, splits: dict, evaluated: dict, device: torch.device,
     cuda = device.type == "cuda"
     workers = 0 if splits["training"].in_memory else min(opt.kernels, os.cpu_count() or 1)
     lean = (cuda and workers > 0 and LEAN_ON_CUDA) if lean is None else lean
-    common = dict(num_workers=workers, pin_memory=cuda, worker_init_fn=worker_init)
-    if workers:
-        preemption.kill_workers_at_exit()  # the workers ignore SIGTERM (worker_init): a crashed run must still exit
+    common = dict(pin_memory=cuda, **worker_processes.loader_options(workers))
     if lean:
         common["prefetch_factor"] = PREFETCH_BATCHES
     train, finish = uint8_view(splits["training"])

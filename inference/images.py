@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from datasets import workers as worker_processes
 from datasets.base import IMAGE_SUFFIXES, is_hidden
 from inference import adapters
 from utilities.errors import UsageError
@@ -155,8 +156,8 @@ def embed_images(run, images: ImageList, source: str, device, batch_size: int, w
     A run whose evaluated features are not unit vectors (an arch without `_normalize`) gets them normalised,
     with a warning: the index then ranks by cosine similarity, the run's c_recall@k, not its e_recall@k."""
     loader = DataLoader(ImageFiles(images.paths, adapters.evaluation_input(run.opt)), batch_size=batch_size,
-                        shuffle=False, num_workers=workers, collate_fn=collate_readable,
-                        pin_memory=torch.device(device).type == "cuda")
+                        shuffle=False, collate_fn=collate_readable, pin_memory=torch.device(device).type == "cuda",
+                        **worker_processes.loader_options(workers))
     embeddings, rows = adapters.embed(run.model, ReadableBatches(loader, images.paths, source), device, run.opt,
                                       progress)
     if not adapters.evaluated_unit_norm(run.opt):
