@@ -26,7 +26,7 @@ from evaluation import progression_plots
 from evaluation.epoch import evaluate_epoch, final_test_embedding, keep_best
 from evaluation.logger import PROTOCOLS, RunLogger, epoch_line
 from evaluation.splits import display_name
-from utilities import distributed, embedding_map, online, resume, retrieval_grid
+from utilities import distributed, embedding_map, online, resume, retrieval_grid, stack_dumps
 from utilities.async_checkpoint import CheckpointWriter
 from utilities.checkpoint import save_atomic
 from utilities.device import resolve_device
@@ -274,6 +274,7 @@ def run(opt, run_dir: str, splits: dict, loaders: dict, parts: dict, step, preci
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Under torchrun (README "Several GPUs") every process runs this; rank 0 alone prints and writes, and
     the errors that all processes meet together (a NaN stop, a stop signal) are reported by rank 0 only."""
+    stack_dumps.enable()  # kill -USR1 <pid>: every thread's stack on stderr (a run that seems stuck)
     opt = parameters.parse(argv)
     processes = distributed.current()  # this process's rank, kept for the reports below (after the teardown)
     try:

@@ -37,7 +37,7 @@ import threading
 import time
 from typing import Optional
 
-from utilities import preemption
+from utilities import preemption, stack_dumps
 from utilities.seeding import worker_init
 
 #: The module the fork server imports before it forks any worker (see datasets/worker_server.py). It imports
@@ -77,9 +77,11 @@ def loader_options(n_workers: int) -> dict:
 
 
 def start_worker(run_pid: int, worker_id: int) -> None:
-    """A worker's first act: seeding and signals (`utilities.seeding.worker_init`), then a daemon thread
-    that ends the worker when the run's process `run_pid` ends."""
+    """A worker's first act: seeding and signals (`utilities.seeding.worker_init`), stacks on SIGUSR1
+    (utilities/stack_dumps.py), then a daemon thread that ends the worker when the run's process `run_pid`
+    ends."""
     worker_init(worker_id)
+    stack_dumps.enable()
     threading.Thread(target=watch_run, args=(run_pid,), name="watch-run", daemon=True).start()
 
 

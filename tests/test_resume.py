@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -20,6 +19,7 @@ import pytest
 import torch
 
 import main
+from tests import processes
 from tests.conftest import write_cub_tree
 from utilities import resume
 from utilities.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
@@ -34,10 +34,10 @@ TINY = ["--dataset", "cub200", "--arch", "slimresnet18_normalize", "--not_pretra
 
 
 def run_interrupted(args, *flags, status=-signal.SIGKILL):
-    """Run main.py through tests/interrupt_run.py in its own process group; returns its stderr lines that are
-    not warnings."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "interrupt_run.py"), *flags, "--", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, start_new_session=True)
+    """Run main.py through tests/interrupt_run.py in its own process group (tests/processes.py); returns its
+    stderr lines that are not warnings."""
+    proc = processes.run([sys.executable, os.path.join(ROOT, "tests", "interrupt_run.py"), *flags, "--", *args],
+                         timeout=300, cwd=ROOT)
     assert proc.returncode == status, proc.stderr[-2000:]
     return [line for line in proc.stderr.splitlines() if line.startswith("main.py")]
 

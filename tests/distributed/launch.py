@@ -5,15 +5,16 @@ import subprocess
 import sys
 from typing import Optional
 
+from tests import processes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def torchrun(*args: str, nproc: int = 2, env: Optional[dict] = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python -m torch.distributed.run --standalone --nproc_per_node nproc args...` (torchrun), with `env` added
-    to this process's environment."""
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                           *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    to this process's environment; a hang fails the test with the processes' stacks (tests/processes.py)."""
+    return processes.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                          *args], timeout, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def torchrun_two_machines(*args: str, env: Optional[dict] = None, timeout: int = 300):
@@ -25,10 +26,9 @@ def torchrun_two_machines(*args: str, env: Optional[dict] = None, timeout: int =
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
                "--rdzv_backend", "c10d", "--rdzv_id", "two_machines", "--rdzv_endpoint", f"127.0.0.1:{port}", *args]
-    launchers = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, **(env or {})}) for _ in range(2)]
-    results = []
-    for launcher in launchers:
-        stdout, stderr = launcher.communicate(timeout=timeout)
-        results.append(subprocess.CompletedProcess(command, launcher.returncode, stdout, stderr))
-    return results
+    launchers = [processes.start(command, cwd=ROOT, env={**os.environ, **(env or {})}) for _ in range(2)]
+    try:
+        return [processes.finish(launcher, timeout) for launcher in launchers]
+    finally:
+        for launcher in launchers:
+            processes.kill(launcher)
