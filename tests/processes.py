@@ -11,8 +11,9 @@ import pytest
 
 from utilities import stack_dumps
 
-#: How long the processes get to write their stacks before they are killed.
+#: How long the processes get to write their stacks before they are killed, and the pause between two.
 DUMP_SECONDS = 3
+DUMP_SPACING = 0.5
 
 
 def start(command: Sequence[str], **popen) -> subprocess.Popen:
@@ -23,13 +24,17 @@ def start(command: Sequence[str], **popen) -> subprocess.Popen:
 
 def finish(proc: subprocess.Popen, timeout: float) -> subprocess.CompletedProcess:
     """Wait for `proc` (from `start`) as `subprocess.run` would. After `timeout` seconds every process under
-    it gets SIGUSR1 (main.py and DataLoader workers print every thread's stack, utilities/stack_dumps.py),
-    then SIGKILL, and the test fails with the end of their stderr."""
+    it that handles SIGUSR1 gets it, one after the other (main.py and DataLoader workers print every
+    thread's stack, utilities/stack_dumps.py; to the others it would be fatal), then every one SIGKILL, and
+    the test fails with the end of their stderr."""
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         tree = family(proc.pid)
-        signal_all(tree, stack_dumps.SIGNAL)
+        for pid in tree:  # one at a time: faulthandler writes a line in pieces, two dumps at once interleave
+            if catches(pid, stack_dumps.SIGNAL):
+                signal_all([pid], stack_dumps.SIGNAL)
+                time.sleep(DUMP_SPACING)
         time.sleep(DUMP_SECONDS)
         signal_all(tree, signal.SIGKILL)
         stdout, stderr = proc.communicate()
@@ -69,6 +74,16 @@ def family(pid: int) -> List[int]:
         tree.append(queue.pop(0))
         queue.extend(children.get(tree[-1], []))
     return tree
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for `signum` (its SigCgt mask in /proc; False where none)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask, 16) >> (signum - 1) & 1)
 
 
 def signal_all(pids: List[int], signum: int) -> None:

@@ -3,9 +3,10 @@
 A run that seems stuck (a collective waiting for a process that does not come, a DataLoader worker that does
 not answer) is diagnosed without a debugger: faulthandler writes the stacks from the signal handler itself,
 so a main thread blocked in C code (a gloo collective, a lock) is shown too. main.py and every DataLoader
-worker (datasets/workers.py) turn it on; under torchrun, `pkill -USR1 -f main.py` asks every process at
-once. The tests' process helper (tests/processes.py) does so before it kills a run that outlived its
-timeout, so that a hang in CI comes with its stacks.
+worker (datasets/workers.py) turn it on; under torchrun, signal each process of `pgrep -f main.py` in
+turn (faulthandler writes a line in pieces, so two dumps written at once into one terminal interleave).
+The tests' process helper (tests/processes.py) does so before it kills a run that outlived its timeout, so
+that a hang in CI comes with its stacks.
 """
 from __future__ import annotations
 
