@@ -38,6 +38,7 @@ import time
 from typing import Optional
 
 from utilities import preemption, stack_dumps
+from utilities.run_lock import is_alive
 from utilities.seeding import worker_init
 
 #: The module the fork server imports before it forks any worker (see datasets/worker_server.py). It imports
@@ -56,24 +57,20 @@ def context() -> Optional[multiprocessing.context.BaseContext]:
     return forkserver
 
 
-def start_server() -> None:
-    """Start the fork server now, so that its imports overlap the run's setup (idempotent)."""
+def loader_options(n_workers: int) -> dict:
+    """DataLoader keyword arguments for `n_workers` workers started by the fork server, seeded and leaving
+    stop signals to the main process; for 0, the main process loads (nothing to start). The server starts
+    now, so that its imports overlap the rest of the run's setup."""
+    if n_workers <= 0:
+        return {"num_workers": 0}
+    preemption.kill_workers_at_exit()  # the workers ignore SIGTERM: a crashed run must still exit
     forkserver = context()
     if forkserver is not None:
         from multiprocessing import forkserver as server
 
         server.ensure_running()
-
-
-def loader_options(n_workers: int) -> dict:
-    """DataLoader keyword arguments for `n_workers` workers started by the fork server, seeded and leaving
-    stop signals to the main process; for 0, the main process loads (nothing to start)."""
-    if n_workers <= 0:
-        return {"num_workers": 0}
-    preemption.kill_workers_at_exit()  # the workers ignore SIGTERM: a crashed run must still exit
-    start_server()
     return {"num_workers": n_workers, "worker_init_fn": functools.partial(start_worker, os.getpid()),
-            "multiprocessing_context": context()}
+            "multiprocessing_context": forkserver}
 
 
 def start_worker(run_pid: int, worker_id: int) -> None:
@@ -93,18 +90,8 @@ def watch_run(run_pid: int, poll_seconds: float = 1.0) -> None:
     except ProcessLookupError:
         os._exit(0)
     except (AttributeError, OSError):  # no pidfd on this system
-        while alive(run_pid):
+        while is_alive(run_pid, None):
             time.sleep(poll_seconds)
         os._exit(0)
     select.select([handle], [], [])
     os._exit(0)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True

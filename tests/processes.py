@@ -76,14 +76,19 @@ def family(pid: int) -> List[int]:
     return tree
 
 
-def catches(pid: int, signum: int) -> bool:
-    """Whether process `pid` has a handler for `signum` (its SigCgt mask in /proc; False where none)."""
+def signal_mask(pid: int, kind: str) -> int:
+    """Process `pid`'s mask of signals of `kind` in /proc ("SigCgt": caught, "SigIgn": ignored), bit n-1
+    for signal n; 0 where it cannot be read."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            mask = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+            return int(next(line for line in f if line.startswith(f"{kind}:")).split()[1], 16)
     except (OSError, StopIteration):
-        return False
-    return bool(int(mask, 16) >> (signum - 1) & 1)
+        return 0
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for `signum`."""
+    return bool(signal_mask(pid, "SigCgt") >> (signum - 1) & 1)
 
 
 def signal_all(pids: List[int], signum: int) -> None:

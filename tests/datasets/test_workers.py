@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datasets import workers
 from datasets.workers import loader_options
+from tests.processes import signal_mask
+from utilities.run_lock import is_alive
 
 #: Taken by every item; a thread of the test process holds it while the workers start.
 SHARED_LOCK = threading.Lock()
@@ -46,15 +47,10 @@ def server_pid() -> int:
     return forkserver._forkserver._forkserver_pid
 
 
-def ignored_signals(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("SigIgn:")).split()[1], 16)
-
-
 def gone(pids, within: float) -> bool:
     deadline = time.time() + within
     while time.time() < deadline:
-        if not any(workers.alive(pid) and not zombie(pid) for pid in pids):
+        if not any(is_alive(pid, None) and not zombie(pid) for pid in pids):
             return True
         time.sleep(0.2)
     return False
@@ -97,7 +93,8 @@ def test_the_workers_parent_is_a_single_threaded_server_that_ignores_stop_signal
     server = server_pid()
     assert {parent for parent, in seen} == {server} and server != os.getpid()
     assert len(os.listdir(f"/proc/{server}/task")) == 1  # forks from it copy no other thread
-    assert ignored_signals(server) & (1 << (signal.SIGTERM - 1)) and ignored_signals(server) & (1 << (signal.SIGINT - 1))
+    ignored = signal_mask(server, "SigIgn")
+    assert ignored >> (signal.SIGTERM - 1) & 1 and ignored >> (signal.SIGINT - 1) & 1
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -123,4 +120,4 @@ def test_a_killed_run_leaves_no_worker_and_no_server_behind(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)  # pipes close
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     pids = [int(pid) for pid in proc.stdout.split()]
-    assert len(pids) == 3 and gone(pids, within=15), [p for p in pids if workers.alive(p)]
+    assert len(pids) == 3 and gone(pids, within=15), [p for p in pids if is_alive(p, None)]
